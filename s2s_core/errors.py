@@ -1,0 +1,200 @@
+"""Exceptions of s2s-core: one root, local vs remote faults, server errors by code."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "S2SError",
+    "InvalidSetup",
+    "InvalidAudio",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "MessageTooBig",
+    "ServerError",
+    "ProtocolViolation",
+    "PolicyViolation",
+    "InternalServerError",
+    "ConnectionClosedError",
+    "HandshakeRejected",
+    "S2STimeoutError",
+    "ConnectTimeout",
+    "ReadyTimeout",
+    "IdleTimeout",
+    "CloseTimeout",
+    "KeepaliveTimeout",
+    "server_error_for",
+]
+
+
+class S2SError(Exception):
+    """Root of every error raised by s2s-core and its adapters."""
+
+
+class InvalidSetup(S2SError, ValueError):
+    """A setup field has a value the protocol does not allow.
+
+    Attributes:
+        field: Name of the offending field.
+        value: The rejected value.
+        allowed: What would have been accepted.
+    """
+
+    def __init__(self, field: str, value: object, allowed: str) -> None:
+        super().__init__(f"setup field {field!r}: {value!r} is not allowed; expected {allowed}")
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+
+
+class InvalidAudio(S2SError, ValueError):
+    """Audio given to us cannot be used as is (dtype, shape, length, header)."""
+
+
+class LocalProtocolError(S2SError):
+    """This side misused the protocol (e.g. audio before setup); state unchanged."""
+
+
+class RemoteProtocolError(S2SError):
+    """The peer broke the protocol (bad JSON, bad frame, bad order).
+
+    Attributes:
+        close_code: The WebSocket close code sent to the peer because of it.
+    """
+
+    def __init__(self, message: str, *, close_code: int = 1002) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+class MessageTooBig(RemoteProtocolError):
+    """The peer sent a message (or handshake) above the configured limit."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(f"{what} of {size} bytes exceeds the limit of {limit} bytes",
+                         close_code=1009)
+        self.size = size
+        self.limit = limit
+
+
+class ServerError(S2SError):
+    """The server sent an ``error`` message.
+
+    Attributes:
+        code: The protocol error code (1002, 1008, 1011) or None.
+        message: The server's text.
+        request_id: The request id from ``ready``, when one was received.
+        client_req_id: The multiplexing id the error was scoped to, if any.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        code: int | None = None,
+        *,
+        request_id: str | None = None,
+        client_req_id: str | None = None,
+    ) -> None:
+        super().__init__(f"server error {code}: {message}" if code is not None
+                         else f"server error: {message}")
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.client_req_id = client_req_id
+
+
+class ProtocolViolation(ServerError):
+    """Error 1002: the server saw a protocol error (a client bug; do not retry)."""
+
+
+class PolicyViolation(ServerError):
+    """Error 1008: bad credentials or a bad request (fix it; do not retry)."""
+
+
+class InternalServerError(ServerError):
+    """Error 1011: the server failed; retry on a new connection with backoff."""
+
+    retryable = True
+
+
+_SERVER_ERRORS: dict[int, type[ServerError]] = {
+    1002: ProtocolViolation,
+    1008: PolicyViolation,
+    1011: InternalServerError,
+}
+
+
+def server_error_for(
+    message: str,
+    code: int | None,
+    *,
+    request_id: str | None = None,
+    client_req_id: str | None = None,
+) -> ServerError:
+    """Build the ``ServerError`` subclass that matches ``code``."""
+    cls = _SERVER_ERRORS.get(code, ServerError) if code is not None else ServerError
+    return cls(message, code, request_id=request_id, client_req_id=client_req_id)
+
+
+class ConnectionClosedError(S2SError):
+    """The connection closed before the request ended (never a normal end).
+
+    Attributes:
+        code: The close code received (1006 when no close frame arrived).
+        reason: The close reason received.
+    """
+
+    retryable = True
+
+    def __init__(self, code: int, reason: str = "", detail: str | None = None) -> None:
+        text = f"connection closed with code {code}"
+        if reason:
+            text += f" ({reason})"
+        if detail:
+            text += f": {detail}"
+        super().__init__(text)
+        self.code = code
+        self.reason = reason
+
+
+class HandshakeRejected(S2SError):
+    """The server (or a proxy) refused the WebSocket upgrade.
+
+    Attributes:
+        status: The HTTP status code.
+        headers: The response headers.
+        body: The response body (possibly truncated at the handshake limit).
+    """
+
+    def __init__(self, status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> None:
+        preview = body[:200].decode("utf-8", "replace")
+        super().__init__(f"WebSocket upgrade refused with HTTP {status}: {preview}")
+        self.status = status
+        self.headers = list(headers)
+        self.body = body
+
+
+class S2STimeoutError(S2SError, TimeoutError):
+    """Root of the timeouts; also a builtin ``TimeoutError``."""
+
+
+class ConnectTimeout(S2STimeoutError):
+    """Opening the socket, TLS or the WebSocket upgrade took too long."""
+
+
+class ReadyTimeout(S2STimeoutError):
+    """The server did not send ``ready`` in time."""
+
+
+class IdleTimeout(S2STimeoutError):
+    """Nothing arrived from the server for too long."""
+
+
+class CloseTimeout(S2STimeoutError):
+    """The peer did not complete the closing handshake in time."""
+
+
+class KeepaliveTimeout(S2STimeoutError):
+    """A keepalive ping got no pong in time."""
