@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "S2SError",
@@ -28,7 +29,14 @@ __all__ = [
 
 
 class S2SError(Exception):
-    """Root of every error raised by s2s-core and its adapters."""
+    """Root of every error raised by s2s-core and its adapters.
+
+    Attributes:
+        partial_result: What a request had received before it failed (an
+            ``S2SResult``), when the error ended a request; else None.
+    """
+
+    partial_result: Any = None
 
 
 class InvalidSetup(S2SError, ValueError):

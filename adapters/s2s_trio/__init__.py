@@ -1,1 +1,52 @@
-"""s2s_trio adapter."""
+"""s2s_trio: the S2S client for trio, trio-native (no anyio at run time).
+
+Example:
+    >>> async with s2s_trio.connect(url, setup, api_key=key) as session:
+    ...     await session.send_audio(chunk)
+    ...     await session.send_end_of_stream()
+    ...     async for event in session:
+    ...         print(event)
+"""
+
+from __future__ import annotations
+
+from _s2s_async.api import bind
+from _s2s_async import client as _client
+from _s2s_async.client import ClientOptions, MissingCredentials, S2SStream
+from _s2s_async.session import Connection, Request, Session
+from s2s_core.results import S2SResult, TextWithTimestamps
+from s2s_core.setup import Setup
+
+from ._backend import BACKEND
+
+__all__ = [
+    "connect",
+    "open_connection",
+    "S2SClient",
+    "S2SStream",
+    "S2SResult",
+    "Session",
+    "Request",
+    "Connection",
+    "Setup",
+    "TextWithTimestamps",
+    "ClientOptions",
+    "MissingCredentials",
+]
+
+connect, open_connection = bind(BACKEND)
+
+
+class S2SClient(_client.S2SClient):
+    """The official SDK's S2S calls on trio: ``s2s_realtime``, ``s2s_stream``, ``s2s``.
+
+    Args:
+        api_key: Defaults to the GRADIUM_API_KEY environment variable.
+        base_url: API base URL (``https://api.gradium.ai/api/``).
+        region: Legacy ``"eu"``/``"us"`` host.
+        token: Single-use token instead of a key (good for one connection).
+        ssl_context: Trust a custom CA (verification is always on).
+        options: Timeouts and limits (``ClientOptions``).
+    """
+
+    backend = BACKEND

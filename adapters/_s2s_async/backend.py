@@ -1,0 +1,104 @@
+"""The few primitives the shared async code needs from an event-loop library."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from typing import Any, Generic, Protocol, TypeVar
+
+from s2s_core.urls import WebSocketTarget
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class ByteStream(Protocol):
+    """A connected transport, as the backend wraps it."""
+
+
+class CancelScope(Protocol):
+    """A scope that can be cancelled and tells whether it caught a cancellation."""
+
+    @property
+    def cancelled_caught(self) -> bool: ...
+
+    def cancel(self) -> None: ...
+
+
+class TaskGroup(Protocol):
+    """A structured group of tasks."""
+
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None: ...
+
+    @property
+    def cancel_scope(self) -> CancelScope: ...
+
+
+class Event(Protocol):
+    """A one-shot flag tasks can wait on."""
+
+    def set(self) -> None: ...
+
+    def is_set(self) -> bool: ...
+
+    async def wait(self) -> None: ...
+
+
+class SendChannel(Protocol, Generic[T]):
+    async def send(self, item: T) -> None: ...
+
+    def send_nowait(self, item: T) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ReceiveChannel(Protocol, Generic[T_co]):
+    async def receive(self) -> T_co: ...
+
+    def receive_nowait(self) -> T_co: ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    """What an adapter supplies: transport, clock, sleeping, tasks, channels."""
+
+    name: str
+    transport_errors: tuple[type[BaseException], ...]
+    """Exceptions of a broken transport (reset, closed, TLS failure)."""
+    end_of_channel: tuple[type[BaseException], ...]
+    """Raised by ``receive`` on a closed and drained channel."""
+    would_block: type[BaseException]
+    """Raised by ``send_nowait``/``receive_nowait`` when they cannot proceed."""
+
+    async def connect(self, target: WebSocketTarget,
+                      ssl_context: ssl.SSLContext | None) -> Any: ...
+
+    async def send_all(self, stream: Any, data: bytes) -> None: ...
+
+    async def receive_some(self, stream: Any, max_bytes: int) -> bytes:
+        """Bytes read; b"" at end of stream."""
+        ...
+
+    async def aclose_forcefully(self, stream: Any) -> None: ...
+
+    def current_time(self) -> float: ...
+
+    async def sleep_until(self, deadline: float) -> None: ...
+
+    async def checkpoint(self) -> None: ...
+
+    def event(self) -> Event: ...
+
+    def lock(self) -> AbstractAsyncContextManager[Any]: ...
+
+    def channel(self, size: int) -> tuple[SendChannel[Any], ReceiveChannel[Any]]: ...
+
+    def task_group(self) -> AbstractAsyncContextManager[TaskGroup]: ...
+
+    def move_on_at(self, deadline: float) -> AbstractContextManager[CancelScope]: ...
+
+    def cancel_shielded(self) -> AbstractContextManager[CancelScope]: ...
+
+    def cancelled_class(self) -> type[BaseException]: ...

@@ -1,0 +1,277 @@
+"""The official SDK's S2S surface (``s2s_realtime``, ``s2s_stream``, ``s2s``), typed."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Union
+
+import numpy as np
+
+from s2s_core.audio_input import Chunk, InputChunker, Pacer
+from s2s_core.errors import S2SError
+from s2s_core.events import Audio, ServerEvent
+from s2s_core.results import S2SResult, TextWithTimestamps
+from s2s_core.setup import Setup
+from s2s_core.urls import DEFAULT_BASE_URL, s2s_url
+
+from .backend import Backend
+from .session import Connection, Request, Session, open_connection, unwrap_group
+
+__all__ = ["S2SClient", "S2SStream", "ClientOptions", "MissingCredentials", "connect",
+           "AudioSource", "SetupLike"]
+
+SetupLike = Union[Setup, Mapping[str, Any]]
+AudioPiece = Union[bytes, bytearray, memoryview, np.ndarray]
+AudioSource = Union[AudioPiece, Iterable[AudioPiece], AsyncIterable[AudioPiece]]
+"""Input audio: all at once, or an (async) iterable of chunks."""
+
+
+class MissingCredentials(S2SError, ValueError):
+    """Neither an API key nor a token was given (nor GRADIUM_API_KEY set)."""
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """Connection settings shared by every call of a client."""
+
+    ssl_context: ssl.SSLContext | None = None
+    extra_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None
+    connect_timeout: float | None = 10.0
+    ready_timeout: float | None = 15.0
+    idle_timeout: float | None = 60.0
+    close_timeout: float | None = 5.0
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    max_message_size: int | None = 16 * 2**20
+    queue_size: int = 256
+
+
+@asynccontextmanager
+async def connect(backend: Backend, url: str, setup: SetupLike, *, api_key: str | None = None,
+                  token: str | None = None, keep_audio: bool = False,
+                  options: ClientOptions = ClientOptions()) -> AsyncIterator[Session]:
+    """Open a connection, send ``setup``, and yield the session."""
+    if not isinstance(setup, Setup):
+        setup = Setup.from_mapping(setup)
+    async with open_connection(
+        backend, url, api_key=api_key, token=token, ssl_context=options.ssl_context,
+        extra_headers=options.extra_headers, connect_timeout=options.connect_timeout,
+        ready_timeout=options.ready_timeout, idle_timeout=options.idle_timeout,
+        close_timeout=options.close_timeout, ping_interval=options.ping_interval,
+        ping_timeout=options.ping_timeout, max_message_size=options.max_message_size,
+        queue_size=options.queue_size,
+    ) as conn:
+        request = await conn.start(setup, keep_audio=keep_audio)
+        yield Session(conn, request)
+
+
+class S2SStream:
+    """A running request fed from an audio source (``S2SClient.s2s_stream``).
+
+    Iterate ``iter_audio()`` for output bytes or ``iter_events()`` for every
+    event; text segments collect in ``text_with_timestamps`` either way.
+    """
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+
+    @property
+    def request(self) -> Request:
+        """The underlying request."""
+        return self._request
+
+    @property
+    def sample_rate(self) -> int | None:
+        """Output sample rate from ``ready``."""
+        ready = self._request.ready
+        return ready.sample_rate if ready is not None else None
+
+    @property
+    def frame_size(self) -> int | None:
+        """Output samples per frame from ``ready``, when sent."""
+        ready = self._request.ready
+        return ready.frame_size if ready is not None else None
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's request id."""
+        ready = self._request.ready
+        return ready.request_id if ready is not None else None
+
+    @property
+    def text_with_timestamps(self) -> list[TextWithTimestamps]:
+        """Text segments received so far."""
+        return self._request.text_with_timestamps
+
+    async def iter_events(self) -> AsyncIterator[ServerEvent]:
+        """Every event after ``ready``, until ``EndOfStream`` (included)."""
+        async for event in self._request:
+            if event is not self._request.ready:
+                yield event
+
+    async def iter_audio(self) -> AsyncIterator[bytes]:
+        """Output audio bytes, in the setup's output format."""
+        async for event in self._request:
+            if type(event) is Audio:
+                yield event.audio  # type: ignore[union-attr]
+
+    async def result(self) -> S2SResult:
+        """Consume the rest and return the whole result."""
+        return await self._request.result()
+
+
+class S2SClient:
+    """Client of the S2S API with the official SDK's three calls.
+
+    Each adapter subclasses it to set ``backend``.
+
+    Args:
+        api_key: Defaults to the GRADIUM_API_KEY environment variable.
+        base_url: API base; ``http(s)`` becomes ``ws(s)`` by scheme only.
+        region: Legacy ``"eu"``/``"us"`` hosts, only when asked for.
+        token: A single-use token (``?token=``) instead of a key: it is
+            good for one connection.
+        ssl_context: Trust a custom CA (verification is always on).
+        options: Timeouts, TLS, queue sizes.
+
+    Raises:
+        MissingCredentials: No key, no token and no GRADIUM_API_KEY.
+    """
+
+    backend: ClassVar[Backend]
+
+    def __init__(self, api_key: str | None = None, *, base_url: str = DEFAULT_BASE_URL,
+                 region: str | None = None, token: str | None = None,
+                 ssl_context: ssl.SSLContext | None = None,
+                 options: ClientOptions | None = None) -> None:
+        if api_key is None and token is None:
+            api_key = os.environ.get("GRADIUM_API_KEY")
+        if api_key is None and token is None:
+            raise MissingCredentials(
+                "no credentials: pass api_key=..., token=..., or set GRADIUM_API_KEY")
+        options = options or ClientOptions()
+        if ssl_context is not None:
+            options = replace(options, ssl_context=ssl_context)
+        self._backend = self.backend
+        self._api_key = api_key
+        self._token = token
+        self.url = s2s_url(base_url, region=region)
+        self.options = options
+
+    def __repr__(self) -> str:
+        auth = "api_key=***" if self._api_key is not None else "token=***"
+        return f"{type(self).__name__}(url={self.url!r}, {auth})"
+
+    def s2s_realtime(self, **setup: Any) -> AbstractAsyncContextManager[Session]:
+        """A session you drive yourself: ``async with client.s2s_realtime(...) as s2s:``."""
+        return connect(self._backend, self.url, Setup.from_mapping(setup),
+                       api_key=self._api_key, token=self._token, options=self.options)
+
+    def connection(self) -> AbstractAsyncContextManager[Connection]:
+        """A bare connection for several requests (``await conn.start(setup)``)."""
+        o = self.options
+        return open_connection(
+            self._backend, self.url, api_key=self._api_key, token=self._token,
+            ssl_context=o.ssl_context, extra_headers=o.extra_headers,
+            connect_timeout=o.connect_timeout, ready_timeout=o.ready_timeout,
+            idle_timeout=o.idle_timeout, close_timeout=o.close_timeout,
+            ping_interval=o.ping_interval, ping_timeout=o.ping_timeout,
+            max_message_size=o.max_message_size, queue_size=o.queue_size)
+
+    @asynccontextmanager
+    async def s2s_stream(self, setup: SetupLike, audio: AudioSource, *,
+                         sample_rate: int | None = None, pace: float | None = 1.0,
+                         trailing_silence_s: float = 2.0,
+                         connection: Connection | None = None) -> AsyncIterator[S2SStream]:
+        """Stream ``audio`` in the background; yield the stream once ready.
+
+        Args:
+            setup: A ``Setup`` or the official SDK's setup dict.
+            audio: Bytes, a numpy array (int16, float32/64 clipped), or an
+                (async) iterable of chunks.
+            sample_rate: Rate of numpy input when not the format's rate.
+            pace: 1.0 sends at real time (recommended by the vendor), 2.0
+                twice as fast, None as fast as possible.
+            trailing_silence_s: Silence appended to raw (pcm, G.711) input.
+            connection: Run on this connection instead of opening one.
+        """
+        if not isinstance(setup, Setup):
+            setup = Setup.from_mapping(setup)
+        chunker = InputChunker(setup, sample_rate=sample_rate,
+                               trailing_silence_s=trailing_silence_s)
+        backend = self._backend
+        if connection is not None:
+            async with _running_stream(backend, connection, setup, chunker, audio,
+                                       pace) as stream:
+                yield stream
+            return
+        async with self.connection() as conn, _running_stream(
+                backend, conn, setup, chunker, audio, pace) as stream:
+            yield stream
+
+    async def s2s(self, setup: SetupLike, audio: AudioSource, sample_rate: int | None = None,
+                  *, pace: float | None = 1.0, trailing_silence_s: float = 2.0) -> S2SResult:
+        """Translate a whole input and return the whole result.
+
+        Raises:
+            S2SError: On any failure, with ``partial_result`` attached.
+        """
+        async with self.s2s_stream(setup, audio, sample_rate=sample_rate, pace=pace,
+                                   trailing_silence_s=trailing_silence_s) as stream:
+            return await stream.result()
+
+
+@asynccontextmanager
+async def _running_stream(backend: Backend, conn: Connection, setup: Setup,
+                          chunker: InputChunker, audio: AudioSource,
+                          pace: float | None) -> AsyncIterator[S2SStream]:
+    request = await conn.start(setup, keep_audio=True)
+    failure: BaseException | None = None
+    try:
+        async with backend.task_group() as tasks:
+            tasks.start_soon(_feed, backend, request, chunker, audio, pace)
+            try:
+                await request.wait_ready()
+                yield S2SStream(request)
+            finally:
+                tasks.cancel_scope.cancel()
+    except BaseException as exc:  # noqa: BLE001 - re-raised unwrapped
+        failure = unwrap_group(exc, backend.cancelled_class())
+    if failure is not None:
+        raise failure
+
+
+async def _feed(backend: Backend, request: Request, chunker: InputChunker, audio: AudioSource,
+                pace: float | None) -> None:
+    """Send the whole source, paced, then end_of_stream; stop quietly if the request ends."""
+    pacer = Pacer(pace, backend.current_time())
+
+    async def send(chunks: Iterable[Chunk]) -> None:
+        for chunk in chunks:
+            due = pacer.due()
+            if due is not None:
+                await backend.sleep_until(due)
+            await request.send_audio(chunk.data)
+            pacer.sent(chunk)
+
+    try:
+        if isinstance(audio, (bytes, bytearray, memoryview, np.ndarray)):
+            await send(chunker.feed(audio))
+        elif isinstance(audio, AsyncIterable):
+            async for piece in audio:
+                await send(chunker.feed(piece))
+        else:
+            for piece in audio:
+                await send(chunker.feed(piece))
+        await send(chunker.finish())
+        await request.send_end_of_stream()
+    except S2SError as exc:
+        # The request already failed (the reader delivers the reason); a bad
+        # input fails it here so the consumer sees it instead of a hang.
+        if request._terminal is None and request.collector.error is None:
+            request._end(exc)
+            await request._conn.aclose(1000, "bad input")

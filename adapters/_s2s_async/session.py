@@ -1,0 +1,540 @@
+"""Connections, requests and sessions over any ``Backend`` (anyio or trio).
+
+A ``Connection`` owns the transport and a ``ClientConnection`` core, and runs
+two tasks: a reader (reads >= 64 KiB at a time, feeds the core, routes the
+events to each request's bounded channel) and a timer (sleeps until the
+core's next deadline). Writes are coalesced under one lock. Nothing here
+knows the protocol: the core does.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from s2s_core.connection import ClientConnection, ConnectionState
+from s2s_core.errors import (
+    ConnectionClosedError,
+    ConnectTimeout,
+    LocalProtocolError,
+    S2SError,
+)
+from s2s_core.events import (
+    Audio,
+    Closed,
+    EndOfStream,
+    ErrorMessage,
+    Ready,
+    ServerEvent,
+    Text,
+)
+from s2s_core.protocol import AudioInput
+from s2s_core.results import ResultCollector, S2SResult, TextWithTimestamps, error_from_event
+from s2s_core.setup import Setup
+from s2s_core.urls import parse_ws_url
+
+from .backend import Backend, ReceiveChannel, SendChannel
+
+__all__ = ["Connection", "Request", "Session", "open_connection", "unwrap_group"]
+
+READ_SIZE = 256 * 1024
+
+
+class Request:
+    """One request on a connection: send its audio, iterate its events.
+
+    Iteration yields ``Ready``, ``Text``, ``Audio``, ``UnknownMessage`` and
+    finally ``EndOfStream``, then stops. A server ``error`` raises the
+    matching ``ServerError``; a connection that ends first raises
+    ``ConnectionClosedError`` (or the timeout or protocol error that ended
+    it). Every error carries ``partial_result`` with what arrived before.
+    """
+
+    def __init__(self, conn: Connection, setup: Setup, *, queue_size: int,
+                 keep_audio: bool) -> None:
+        self._conn = conn
+        self.setup = setup
+        self.client_req_id = setup.client_req_id
+        self.collector = ResultCollector(setup.output_format)
+        self._keep_audio = keep_audio
+        send, receive = conn.backend.channel(queue_size)
+        self._inbox_send: SendChannel[ServerEvent] = send
+        self._inbox: ReceiveChannel[ServerEvent] = receive
+        self._ready_event = conn.backend.event()
+        self._terminal: S2SError | None = None
+        self._finished = False
+        self._iterating = False
+
+    # -- sending --
+
+    async def send_audio(self, audio: AudioInput) -> None:
+        """Send one chunk of input audio (bytes in the input format, or samples)."""
+        self._check_open("send_audio")
+        conn = self._conn
+        conn.core.send_audio(audio, self.client_req_id, now=conn.backend.current_time())
+        await conn.flush()
+
+    async def send_end_of_stream(self) -> None:
+        """Tell the server no more audio follows."""
+        self._check_open("send_end_of_stream")
+        conn = self._conn
+        conn.core.send_end_of_stream(self.client_req_id, now=conn.backend.current_time())
+        await conn.flush()
+
+    send_eos = send_end_of_stream
+
+    def _check_open(self, what: str) -> None:
+        if self._finished or self._terminal is not None:
+            error = self._terminal or self.collector.error
+            if error is not None:
+                raise error
+            raise LocalProtocolError(f"cannot {what}: the request has ended")
+
+    # -- receiving --
+
+    @property
+    def ready(self) -> Ready | None:
+        """The server's ``ready``, once received."""
+        return self.collector.ready
+
+    @property
+    def text_with_timestamps(self) -> list[TextWithTimestamps]:
+        """Text segments received so far (in iteration order)."""
+        return self.collector.texts
+
+    async def wait_ready(self) -> Ready:
+        """Wait for ``ready`` (events before it stay queued for iteration).
+
+        Raises:
+            S2SError: The request failed before ready (timeout, error, close).
+        """
+        await self._ready_event.wait()
+        if self.collector.ready is None:
+            raise self._failure()
+        return self.collector.ready
+
+    async def receive(self) -> ServerEvent | None:
+        """The next event, or None after ``EndOfStream``.
+
+        Raises:
+            S2SError: The request failed (``partial_result`` attached).
+        """
+        if self._finished:
+            if self.collector.error is not None:
+                raise self.collector.error
+            return None
+        try:
+            event = await self._inbox.receive()
+        except self._conn.backend.end_of_channel:
+            self._finished = True
+            raise self._failure() from None
+        kind = type(event)
+        if kind is Audio:
+            if self._keep_audio:
+                self.collector.add(event)
+        elif kind is Text:
+            self.collector.add(event)
+        elif kind is EndOfStream:
+            self.collector.add(event)
+            self._finished = True
+        elif kind is ErrorMessage:
+            self._finished = True
+            raise self.collector.fail(error_from_event(event, self.collector.request_id))  # type: ignore[arg-type]
+        return event
+
+    def _failure(self) -> S2SError:
+        if self.collector.error is not None:
+            return self.collector.error
+        error = self._terminal or ConnectionClosedError(1006, "", "the request ended unexpectedly")
+        return self.collector.fail(error)
+
+    def __aiter__(self) -> AsyncIterator[ServerEvent]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[ServerEvent]:
+        if self._iterating:
+            raise LocalProtocolError("this request is already being iterated by another consumer")
+        self._iterating = True
+        try:
+            while True:
+                event = await self.receive()
+                if event is None:
+                    return
+                yield event
+        finally:
+            self._iterating = False
+
+    async def result(self) -> S2SResult:
+        """Consume the remaining events and return the whole result."""
+        async for _ in self:
+            pass
+        return self.collector.result()
+
+    # -- called by the connection's reader --
+
+    async def _deliver(self, event: ServerEvent) -> None:
+        if type(event) is Ready:
+            self.collector.ready = event  # type: ignore[assignment]
+            self._ready_event.set()
+        backend = self._conn.backend
+        try:
+            await self._inbox_send.send(event)
+        except (*backend.end_of_channel, *backend.transport_errors):
+            return  # the consumer is gone
+        if type(event) in (EndOfStream, ErrorMessage):
+            self._inbox_send.close()
+            self._ready_event.set()
+
+    def _deliver_nowait(self, event: ServerEvent) -> None:
+        """Deliver if there is room (the connection is closing; nobody waits)."""
+        if type(event) is Ready:
+            self.collector.ready = event  # type: ignore[assignment]
+            self._ready_event.set()
+        backend = self._conn.backend
+        except_types = (backend.would_block, *backend.end_of_channel, *backend.transport_errors)
+        try:
+            self._inbox_send.send_nowait(event)
+        except except_types:
+            pass
+
+    def _end(self, error: S2SError | None) -> None:
+        if self._terminal is None:
+            self._terminal = error
+        self._inbox_send.close()
+        self._ready_event.set()
+
+
+class Connection:
+    """One WebSocket to the S2S endpoint and the requests running on it."""
+
+    def __init__(self, backend: Backend, stream: Any, core: ClientConnection, *,
+                 queue_size: int) -> None:
+        self.backend = backend
+        self.core = core
+        self._stream = stream
+        self._queue_size = queue_size
+        self._write_lock = backend.lock()
+        self._requests: dict[str | None, Request] = {}
+        self._timer_wakeup = backend.event()
+        self._write_wakeup = backend.event()
+        self._route_lock = backend.lock()
+        self._discarding = False
+        self._delivery_scope: Any = None
+        self.closed = backend.event()
+        self.closed_event: Closed | None = None
+        self._transport_closed = False
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.core!r}>"
+
+    # -- requests --
+
+    async def start(self, setup: Setup | Mapping[str, Any], *, keep_audio: bool = True) -> Request:
+        """Start a request on this connection (several need distinct client_req_ids)."""
+        if not isinstance(setup, Setup):
+            setup = Setup.from_mapping(setup)
+        if self.closed_event is not None:
+            raise self.closed_event.error or ConnectionClosedError(
+                self.closed_event.code, self.closed_event.reason, "the connection is closed")
+        self.core.send_setup(setup, now=self.backend.current_time())
+        request = Request(self, setup, queue_size=self._queue_size, keep_audio=keep_audio)
+        self._requests[setup.client_req_id] = request
+        self._wake_timer()
+        await self.flush()
+        return request
+
+    async def send_end_of_stream(self) -> None:
+        """Send the unscoped end_of_stream that asks the server to close a reused socket."""
+        self.core.send_end_of_stream(None, now=self.backend.current_time())
+        await self.flush()
+
+    # -- bytes --
+
+    async def flush(self) -> None:
+        """Write whatever the core has to send (the caller waits: backpressure)."""
+        if not self.core.has_data_to_send:
+            return
+        async with self._write_lock:
+            await self._write_pending()
+
+    async def _write_pending(self) -> None:
+        """Send the core's outbox; call with the write lock held."""
+        while not self._transport_closed:
+            data = self.core.data_to_send()
+            if not data:
+                return
+            try:
+                await self.backend.send_all(self._stream, data)
+            except self.backend.cancelled_class():
+                # A write cut short leaves the stream in an unknown state.
+                self.core.transport_failed(ConnectionAbortedError("write cancelled"))
+                self._wake_timer()
+                raise
+            except self.backend.transport_errors as exc:
+                self.core.transport_failed(exc, now=self.backend.current_time())
+                self._wake_timer()
+                return
+
+    def _kick_writer(self) -> None:
+        if self.core.has_data_to_send:
+            self._write_wakeup.set()
+
+    async def writer(self) -> None:
+        """Send what the reader and timer produce (pongs, close echoes), so they never block."""
+        while True:
+            await self._write_wakeup.wait()
+            self._write_wakeup = self.backend.event()
+            async with self._write_lock:
+                await self._write_pending()
+            if self.core.state is ConnectionState.CLOSED or self._transport_closed:
+                return
+
+    async def reader(self) -> None:
+        """Read, feed the core, route events; until the connection is closed."""
+        backend, core = self.backend, self.core
+        try:
+            while core.state is not ConnectionState.CLOSED:
+                try:
+                    data = await backend.receive_some(self._stream, READ_SIZE)
+                except backend.transport_errors as exc:
+                    core.transport_failed(exc, now=backend.current_time())
+                    data = None
+                else:
+                    if data:
+                        core.receive_data(data, now=backend.current_time())
+                    else:
+                        core.receive_eof(now=backend.current_time())
+                self._kick_writer()
+                await self._route_events()
+        finally:
+            await self._close_transport()
+
+    async def timer(self) -> None:
+        """Run the core's timers at its deadlines."""
+        backend, core = self.backend, self.core
+        while core.state is not ConnectionState.CLOSED:
+            deadline = core.next_deadline()
+            with backend.move_on_at(math.inf if deadline is None else deadline):
+                await self._timer_wakeup.wait()
+            if self._timer_wakeup.is_set():
+                self._timer_wakeup = backend.event()
+            core.handle_timer(backend.current_time())
+            self._kick_writer()
+            await self._route_events()
+        await self._close_transport()
+
+    def _wake_timer(self) -> None:
+        self._timer_wakeup.set()
+
+    async def _route_events(self) -> None:
+        """Deliver the core's events in order (one router at a time keeps the order)."""
+        async with self._route_lock:
+            for event in self.core.events_received():
+                if type(event) is Closed:
+                    self._on_closed(event)  # type: ignore[arg-type]
+                    continue
+                request = self._route(getattr(event, "client_req_id", None))
+                if request is None:
+                    continue
+                if self._discarding:
+                    request._deliver_nowait(event)  # type: ignore[arg-type]
+                    continue
+                with self.backend.move_on_at(math.inf) as scope:
+                    self._delivery_scope = scope
+                    await request._deliver(event)  # type: ignore[arg-type]
+                self._delivery_scope = None
+                if scope.cancelled_caught:
+                    request._deliver_nowait(event)  # type: ignore[arg-type]
+
+    def _route(self, client_req_id: str | None) -> Request | None:
+        request = self._requests.get(client_req_id)
+        if request is None and client_req_id is None:
+            live = [r for r in self._requests.values() if not r._finished]
+            if live:
+                return live[0]
+        return request
+
+    def _on_closed(self, event: Closed) -> None:
+        self.closed_event = event
+        for request in self._requests.values():
+            if request.collector.done or request._terminal is not None:
+                continue
+            request._end(error_from_event(event, request.collector.request_id))
+        self.closed.set()
+        self._wake_timer()
+
+    async def _close_transport(self) -> None:
+        if self._transport_closed:
+            return
+        backend = self.backend
+        with backend.cancel_shielded():
+            if self.core.has_data_to_send:
+                # Last words (a close echo) go out before the socket closes.
+                with backend.move_on_at(backend.current_time() + 1.0):
+                    async with self._write_lock:
+                        await self._write_pending()
+            self._transport_closed = True
+            self._write_wakeup.set()
+            await backend.aclose_forcefully(self._stream)
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        """Close the WebSocket (closing handshake, bounded by the close timeout)."""
+        core = self.core
+        # Nobody will read what is still queued: stop waiting to deliver it.
+        self._discarding = True
+        if self._delivery_scope is not None:
+            self._delivery_scope.cancel()
+        if core.state is not ConnectionState.CLOSED:
+            core.close(code, reason, now=self.backend.current_time())
+            self._wake_timer()
+            await self.flush()
+            await self.closed.wait()
+        await self._close_transport()
+
+
+class Session:
+    """A connection with its one request (what ``connect`` and ``s2s_realtime`` give).
+
+    Send with ``send_audio``/``send_end_of_stream``, iterate with
+    ``async for event in session``; ``connection`` and ``request`` give the
+    layers below.
+    """
+
+    def __init__(self, conn: Connection, request: Request) -> None:
+        self.connection = conn
+        self.request = request
+
+    def __repr__(self) -> str:
+        return f"<Session {self.connection.core!r}>"
+
+    @property
+    def ready(self) -> Ready | None:
+        """The server's ``ready``, once received."""
+        return self.request.ready
+
+    @property
+    def text_with_timestamps(self) -> list[TextWithTimestamps]:
+        """Text segments received so far."""
+        return self.request.text_with_timestamps
+
+    async def wait_ready(self) -> Ready:
+        """Wait for ``ready``."""
+        return await self.request.wait_ready()
+
+    async def send_audio(self, audio: AudioInput) -> None:
+        """Send one chunk of input audio."""
+        await self.request.send_audio(audio)
+
+    async def send_end_of_stream(self) -> None:
+        """Tell the server no more audio follows."""
+        await self.request.send_end_of_stream()
+
+    send_eos = send_end_of_stream
+
+    async def receive(self) -> ServerEvent | None:
+        """The next event, or None after ``EndOfStream``."""
+        return await self.request.receive()
+
+    def __aiter__(self) -> AsyncIterator[ServerEvent]:
+        return self.request.__aiter__()
+
+    async def result(self) -> S2SResult:
+        """Consume the remaining events and return the whole result."""
+        return await self.request.result()
+
+    async def close(self) -> None:
+        """Close the connection (the closing handshake, bounded by its timeout)."""
+        await self.connection.aclose()
+
+
+def unwrap_group(exc: BaseException, cancelled: type[BaseException]) -> BaseException:
+    """The one meaningful exception inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup):
+        inner = [e for e in exc.exceptions if not isinstance(e, cancelled)]
+        if len(inner) != 1:
+            if not inner:
+                return exc.exceptions[0]
+            return exc
+        exc = inner[0]
+    return exc
+
+
+@asynccontextmanager
+async def open_connection(
+    backend: Backend,
+    url: str,
+    *,
+    api_key: str | None = None,
+    token: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    extra_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+    connect_timeout: float | None = 10.0,
+    ready_timeout: float | None = 15.0,
+    idle_timeout: float | None = None,
+    close_timeout: float | None = 5.0,
+    ping_interval: float | None = 20.0,
+    ping_timeout: float | None = 20.0,
+    max_message_size: int | None = 16 * 2**20,
+    queue_size: int = 256,
+) -> AsyncIterator[Connection]:
+    """Open a WebSocket to ``url`` and run its tasks until the block exits."""
+    target = parse_ws_url(url, token=token)
+    if target.secure and ssl_context is None:
+        ssl_context = ssl.create_default_context()
+    now = backend.current_time()
+    core = ClientConnection(url, api_key=api_key, token=token, extra_headers=extra_headers,
+                            ready_timeout=ready_timeout, idle_timeout=idle_timeout,
+                            close_timeout=close_timeout, ping_interval=ping_interval,
+                            ping_timeout=ping_timeout, max_message_size=max_message_size,
+                            now=now)
+    deadline = math.inf if connect_timeout is None else now + connect_timeout
+    stream = None
+    with backend.move_on_at(deadline) as scope:
+        stream = await backend.connect(target, ssl_context if target.secure else None)
+        try:
+            await backend.send_all(stream, core.data_to_send())
+            while core.state is ConnectionState.CONNECTING:
+                data = await backend.receive_some(stream, READ_SIZE)
+                if data:
+                    core.receive_data(data, now=backend.current_time())
+                else:
+                    core.receive_eof(now=backend.current_time())
+        except backend.transport_errors as exc:
+            core.transport_failed(exc)
+        except BaseException:
+            with backend.cancel_shielded():
+                await backend.aclose_forcefully(stream)
+            raise
+    if scope.cancelled_caught or core.state is ConnectionState.CLOSED:
+        if stream is not None:
+            with backend.cancel_shielded():
+                await backend.aclose_forcefully(stream)
+        if scope.cancelled_caught:
+            raise ConnectTimeout(f"connecting to {target.host_header} took more than "
+                                 f"{connect_timeout} s")
+        closed = core.closed_event
+        assert closed is not None
+        raise closed.error or ConnectionClosedError(closed.code, closed.reason)
+    conn = Connection(backend, stream, core, queue_size=queue_size)
+    failure: BaseException | None = None
+    try:
+        async with backend.task_group() as tasks:
+            tasks.start_soon(conn.reader)
+            tasks.start_soon(conn.timer)
+            tasks.start_soon(conn.writer)
+            try:
+                # Bytes that came with the upgrade response may hold events.
+                await conn.flush()
+                await conn._route_events()
+                yield conn
+            finally:
+                with backend.cancel_shielded():
+                    await conn.aclose()
+                tasks.cancel_scope.cancel()
+    except BaseException as exc:  # noqa: BLE001 - re-raised unwrapped
+        failure = unwrap_group(exc, backend.cancelled_class())
+    if failure is not None:
+        raise failure

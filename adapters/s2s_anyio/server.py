@@ -1,0 +1,161 @@
+"""The local S2S server on anyio: ``serve`` and ``run_server``.
+
+All protocol and engine logic is in ``s2s_core.server_session``; this module
+accepts sockets, moves bytes and sleeps until the session's next deadline.
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.from_thread
+from anyio.streams.tls import TLSStream
+
+from s2s_core.connection import ConnectionState, ServerConnection
+from s2s_core.server_session import EngineFactory, FaultPlan, ServerConfig, ServerSession, loopback_engine
+from s2s_core.urls import S2S_ROUTE
+
+__all__ = ["serve", "run_server", "ServerConfig", "server_url"]
+
+_READ_SIZE = 256 * 1024
+_TRANSPORT_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                     anyio.EndOfStream, ssl.SSLError)
+
+
+def server_url(host: str, port: int, *, secure: bool = False) -> str:
+    """The S2S URL clients use for a local server."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'wss' if secure else 'ws'}://{shown}:{port}/api/{S2S_ROUTE}"
+
+
+def make_config(*, api_keys: Iterable[str] | None = None, tokens: Iterable[str] = (),
+                max_audio_s: float = 300.0, idle_timeout_s: float = 300.0,
+                engine_factory: EngineFactory = loopback_engine,
+                fault: FaultPlan | None = None) -> ServerConfig:
+    """Build a ``ServerConfig`` from plain arguments."""
+    return ServerConfig(api_keys=None if api_keys is None else frozenset(api_keys),
+                        tokens=set(tokens), max_audio_s=max_audio_s,
+                        idle_timeout_s=idle_timeout_s, engine_factory=engine_factory,
+                        fault=fault)
+
+
+async def serve(host: str = "127.0.0.1", port: int = 8765, *,
+                config: ServerConfig | None = None, ssl_context: ssl.SSLContext | None = None,
+                task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
+                **config_args: Any) -> None:
+    """Serve the S2S protocol until cancelled (asyncio or trio, through anyio).
+
+    Args:
+        host: Address to listen on.
+        port: Port (0 picks a free one; the URL given to ``task_status`` says which).
+        config: Server settings; or pass ``make_config``'s arguments
+            (``api_keys``, ``tokens``, ``max_audio_s``, ``idle_timeout_s``,
+            ``engine_factory``, ``fault``) directly.
+        ssl_context: Serve ``wss://`` with this server context.
+        task_status: Receives the server's URL once it listens.
+    """
+    if config is None:
+        config = make_config(**config_args)
+    elif config_args:
+        raise TypeError("pass either config or its arguments, not both")
+    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    async with listener:
+        bound = listener.extra(anyio.abc.SocketAttribute.local_port)
+        task_status.started(server_url(host, bound, secure=ssl_context is not None))
+        await listener.serve(partial(_handle, config=config, ssl_context=ssl_context))
+
+
+async def _handle(stream: anyio.abc.ByteStream, *, config: ServerConfig,
+                  ssl_context: ssl.SSLContext | None) -> None:
+    try:
+        if ssl_context is not None:
+            with anyio.fail_after(10):
+                stream = await TLSStream.wrap(stream, server_side=True, ssl_context=ssl_context,
+                                              standard_compatible=False)
+        await _Peer(stream, config).run()
+    except (*_TRANSPORT_ERRORS, TimeoutError):
+        pass
+    finally:
+        await anyio.aclose_forcefully(stream)
+
+
+class _Peer:
+    """One accepted connection: a reader task and a timer task around a ServerSession."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, config: ServerConfig) -> None:
+        self.stream = stream
+        now = anyio.current_time()
+        self.conn = ServerConnection(now=now)
+        self.session = ServerSession(self.conn, config, now)
+        self.lock = anyio.Lock()
+        self.wakeup = anyio.Event()
+
+    async def run(self) -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self.timer)
+            await self.reader()
+            tasks.cancel_scope.cancel()
+
+    def done(self) -> bool:
+        return self.conn.state is ConnectionState.CLOSED or self.session.abort_transport
+
+    async def reader(self) -> None:
+        conn, session = self.conn, self.session
+        while not self.done():
+            try:
+                data = await self.stream.receive(_READ_SIZE)
+            except anyio.EndOfStream:
+                data = b""
+            except _TRANSPORT_ERRORS as exc:
+                conn.transport_failed(exc, now=anyio.current_time())
+                return
+            now = anyio.current_time()
+            if data:
+                conn.receive_data(data, now=now)
+            else:
+                conn.receive_eof(now=now)
+            session.handle_events(conn.events_received(), now)
+            await self.flush()
+            self.wakeup.set()
+
+    async def timer(self) -> None:
+        session = self.session
+        while not self.done():
+            deadline = session.next_deadline()
+            with anyio.move_on_after(math.inf if deadline is None else deadline - anyio.current_time()):
+                await self.wakeup.wait()
+            self.wakeup = anyio.Event()
+            now = anyio.current_time()
+            session.handle_timer(now)
+            session.handle_events(self.conn.events_received(), now)
+            await self.flush()
+        await anyio.aclose_forcefully(self.stream)
+
+    async def flush(self) -> None:
+        async with self.lock:
+            data = self.conn.data_to_send()
+            if data and not self.session.abort_transport:
+                await self.stream.send(data)
+        if self.session.abort_transport:
+            await anyio.aclose_forcefully(self.stream)
+
+
+@contextmanager
+def run_server(host: str = "127.0.0.1", port: int = 0, *, backend: str = "asyncio",
+               config: ServerConfig | None = None, ssl_context: ssl.SSLContext | None = None,
+               **config_args: Any) -> Iterator[str]:
+    """Run ``serve`` on a background thread; yield its URL; stop on exit."""
+    with anyio.from_thread.start_blocking_portal(backend) as portal:
+        future, url = portal.start_task(
+            partial(serve, host, port, config=config, ssl_context=ssl_context, **config_args))
+        try:
+            yield url
+        finally:
+            future.cancel()

@@ -1,0 +1,83 @@
+"""The trio-native backend of the shared async code (no anyio at run time)."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
+from typing import Any
+
+import trio
+
+from s2s_core.urls import WebSocketTarget
+
+
+class TrioBackend:
+    """Backend for ``_s2s_async`` on trio."""
+
+    name = "trio"
+    transport_errors: tuple[type[BaseException], ...] = (
+        OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError)
+    end_of_channel: tuple[type[BaseException], ...] = (
+        trio.EndOfChannel, trio.ClosedResourceError)
+    would_block = trio.WouldBlock
+
+    async def connect(self, target: WebSocketTarget, ssl_context: ssl.SSLContext | None) -> Any:
+        stream: trio.abc.Stream = await trio.open_tcp_stream(target.host, target.port)
+        if ssl_context is not None:
+            tls = trio.SSLStream(stream, ssl_context, server_hostname=target.host,
+                                 https_compatible=False)
+            try:
+                await tls.do_handshake()
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            return tls
+        return stream
+
+    async def send_all(self, stream: Any, data: bytes) -> None:
+        await stream.send_all(data)
+
+    async def receive_some(self, stream: Any, max_bytes: int) -> bytes:
+        data: bytes = await stream.receive_some(max_bytes)
+        return data
+
+    async def aclose_forcefully(self, stream: Any) -> None:
+        await trio.aclose_forcefully(stream)
+
+    def current_time(self) -> float:
+        return trio.current_time()
+
+    async def sleep_until(self, deadline: float) -> None:
+        await trio.sleep_until(deadline)
+
+    async def checkpoint(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    def event(self) -> trio.Event:
+        return trio.Event()
+
+    def lock(self) -> AbstractAsyncContextManager[Any]:
+        return trio.Lock()
+
+    def channel(self, size: int) -> tuple[Any, Any]:
+        return trio.open_memory_channel[Any](size)
+
+    def task_group(self) -> AbstractAsyncContextManager[Any]:
+        return trio.open_nursery()
+
+    @contextmanager
+    def move_on_at(self, deadline: float) -> Iterator[Any]:
+        with trio.move_on_at(deadline) as scope:
+            yield scope
+
+    @contextmanager
+    def cancel_shielded(self) -> Iterator[Any]:
+        with trio.CancelScope(shield=True) as scope:
+            yield scope
+
+    def cancelled_class(self) -> type[BaseException]:
+        return trio.Cancelled
+
+
+BACKEND = TrioBackend()

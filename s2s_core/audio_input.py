@@ -1,0 +1,148 @@
+"""Turning what a user hands us (bytes, arrays, iterables) into paced 80 ms chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from .audio import read_wav, resample, to_pcm16
+from .errors import InvalidAudio
+from .formats import FRAME_SECONDS, AudioFormat, Codec, Direction, lookup_format
+from .setup import Setup
+
+__all__ = ["Chunk", "InputChunker", "plan_chunks", "silence", "Pacer"]
+
+_OPAQUE_CHUNK = 4096
+_SILENCE_BYTE = {Codec.PCM16: b"\x00", Codec.ULAW: b"\xff", Codec.ALAW: b"\xd5"}
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One piece of input: the bytes to send and the audio time they hold."""
+
+    data: bytes
+    seconds: float
+
+
+def silence(fmt: AudioFormat, seconds: float) -> bytes:
+    """``seconds`` of silence in a raw input format (empty for containers)."""
+    if fmt.sample_rate is None or fmt.bytes_per_sample is None:
+        return b""
+    samples = round(fmt.sample_rate * seconds)
+    return _SILENCE_BYTE[fmt.codec] * (samples * fmt.bytes_per_sample)
+
+
+class InputChunker:
+    """Converts one request's input pieces to wire chunks with their duration.
+
+    Arrays are clipped to int16 (and resampled from ``sample_rate`` when it
+    differs from the format's rate); raw formats are re-cut into 80 ms
+    chunks; wav and opus bytes go through unchanged (wav durations come from
+    its header). Call ``finish`` last for the tail and the trailing silence.
+    """
+
+    def __init__(self, setup: Setup, *, sample_rate: int | None = None,
+                 trailing_silence_s: float = 0.0) -> None:
+        self.format = lookup_format(setup.input_format, Direction.INPUT)
+        if sample_rate is not None and sample_rate <= 0:
+            raise InvalidAudio(f"sample_rate must be positive, got {sample_rate}")
+        self._array_rate = sample_rate
+        self._trailing = trailing_silence_s
+        self._frame = self.format.bytes_per_frame
+        self._pending = bytearray()
+        self._wav_byte_rate: float | None = None
+        self._wav_head = bytearray()
+
+    def feed(self, piece: bytes | bytearray | memoryview | np.ndarray) -> Iterator[Chunk]:
+        """Chunks ready to send for this piece of input."""
+        fmt = self.format
+        if isinstance(piece, np.ndarray):
+            if fmt.codec is not Codec.PCM16:
+                raise InvalidAudio(
+                    f"numpy audio needs a pcm input_format, not {fmt.name!r}; "
+                    "encode it yourself and pass bytes")
+            pcm = to_pcm16(piece)
+            assert fmt.sample_rate is not None
+            if self._array_rate is not None and self._array_rate != fmt.sample_rate:
+                samples = np.frombuffer(pcm, dtype="<i2")
+                pcm = resample(samples, self._array_rate, fmt.sample_rate).astype("<i2").tobytes()
+            piece = pcm
+        elif not isinstance(piece, (bytes, bytearray, memoryview)):
+            raise InvalidAudio(f"audio chunks must be bytes or numpy arrays, "
+                               f"not {type(piece).__name__}")
+        if self._frame is None:
+            yield from self._opaque(bytes(piece))
+            return
+        self._pending += piece
+        frame = self._frame
+        whole = len(self._pending) - len(self._pending) % frame
+        if whole:
+            block = bytes(self._pending[:whole])
+            del self._pending[:whole]
+            for start in range(0, whole, frame):
+                yield Chunk(block[start:start + frame], FRAME_SECONDS)
+
+    def finish(self) -> Iterator[Chunk]:
+        """The last partial chunk, then trailing silence (raw formats only)."""
+        fmt = self.format
+        if self._frame is None:
+            return
+        assert fmt.bytes_per_sample is not None and fmt.sample_rate is not None
+        tail = bytes(self._pending)
+        self._pending.clear()
+        if len(tail) % fmt.bytes_per_sample:
+            raise InvalidAudio(f"{fmt.name} input ends with a partial sample "
+                               f"({len(tail)} bytes left)")
+        if tail:
+            yield Chunk(tail, len(tail) / fmt.bytes_per_sample / fmt.sample_rate)
+        quiet = silence(fmt, self._trailing)
+        for start in range(0, len(quiet), self._frame):
+            part = quiet[start:start + self._frame]
+            yield Chunk(part, len(part) / fmt.bytes_per_sample / fmt.sample_rate)
+
+    def _opaque(self, data: bytes) -> Iterator[Chunk]:
+        if self.format.codec is Codec.WAV and self._wav_byte_rate is None:
+            self._wav_head += data[:4096 - len(self._wav_head)]
+            try:
+                info = read_wav(bytes(self._wav_head))
+            except InvalidAudio:
+                info = None
+            if info is not None:
+                self._wav_byte_rate = info.sample_rate * info.channels * info.bits_per_sample / 8
+        rate = self._wav_byte_rate
+        for start in range(0, len(data), _OPAQUE_CHUNK):
+            part = data[start:start + _OPAQUE_CHUNK]
+            yield Chunk(part, len(part) / rate if rate else 0.0)
+
+
+def plan_chunks(audio: bytes | bytearray | memoryview | np.ndarray, setup: Setup, *,
+                sample_rate: int | None = None, trailing_silence_s: float = 0.0) -> list[Chunk]:
+    """All chunks for a whole input given at once."""
+    chunker = InputChunker(setup, sample_rate=sample_rate, trailing_silence_s=trailing_silence_s)
+    return [*chunker.feed(audio), *chunker.finish()]
+
+
+class Pacer:
+    """When to send each chunk so that audio flows at ``pace`` x real time.
+
+    ``pace=None`` sends as fast as possible. Times are the caller's clock.
+    """
+
+    def __init__(self, pace: float | None, start: float) -> None:
+        if pace is not None and pace <= 0:
+            raise ValueError(f"pace must be > 0 or None, got {pace}")
+        self.pace = pace
+        self.start = start
+        self.sent_s = 0.0
+
+    def due(self) -> float | None:
+        """Time at which the next chunk may be sent (None: now)."""
+        if self.pace is None:
+            return None
+        return self.start + self.sent_s / self.pace
+
+    def sent(self, chunk: Chunk) -> None:
+        """Account for a chunk that was sent."""
+        self.sent_s += chunk.seconds

@@ -1,0 +1,670 @@
+"""Byte-level connections: WebSocket (wsproto handshake + our frame codec) + S2S.
+
+``ClientConnection`` and ``ServerConnection`` take bytes and calls in, and
+give bytes to send, events, and the next deadline out. Nothing here reads a
+clock: every input takes an optional ``now`` (the caller's monotonic time),
+and timers fire only through ``handle_timer(now)``. The receive path never
+raises for a peer fault: the fault ends the connection as a ``Closed`` event
+after every event that came before it.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import h11
+from wsproto.connection import ConnectionType
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
+from wsproto.handshake import H11Handshake
+from wsproto.utilities import RemoteProtocolError as WsprotoRemoteError
+
+from . import __version__
+from .errors import (
+    CloseTimeout,
+    ConnectionClosedError,
+    HandshakeRejected,
+    IdleTimeout,
+    KeepaliveTimeout,
+    LocalProtocolError,
+    MessageTooBig,
+    ReadyTimeout,
+    RemoteProtocolError,
+    S2SError,
+)
+from .events import (
+    Closed,
+    Event,
+    Ready,
+    ServerSideEvent,
+)
+from .frames import FrameReader, FrameWriter, Opcode, parse_close_payload
+from .protocol import AudioInput, ClientProtocol, ProtocolState, ServerProtocol
+from .setup import Setup
+from .urls import parse_ws_url
+
+__all__ = [
+    "ClientConnection",
+    "ServerConnection",
+    "ConnectionState",
+    "UpgradeRequest",
+    "USER_AGENT",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_HANDSHAKE_SIZE",
+]
+
+USER_AGENT = f"s2s-core/{__version__}"
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 2**20
+DEFAULT_MAX_HANDSHAKE_SIZE = 64 * 2**10
+_HEAD_END = b"\r\n\r\n"
+
+
+class ConnectionState(enum.Enum):
+    """Where the WebSocket is in its life."""
+
+    CONNECTING = "connecting"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class _Base(abc.ABC):
+    """What both roles share: outbox, events, frames, close and ping logic."""
+
+    def __init__(self, *, mask: bool, max_message_size: int | None,
+                 max_handshake_size: int, ping_interval: float | None,
+                 ping_timeout: float | None, close_timeout: float | None,
+                 now: float) -> None:
+        self.state = ConnectionState.CONNECTING
+        self._now = now
+        self._outbox: list[bytes] = []
+        self._events: list[Any] = []
+        self._writer = FrameWriter(mask=mask)
+        self._reader = FrameReader(expect_masked=not mask, max_message_size=max_message_size)
+        self._max_handshake_size = max_handshake_size
+        self._head = bytearray()
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
+        self._close_timeout = close_timeout
+        self._next_ping: float | None = None
+        self._pong_deadline: float | None = None
+        self._ping_payload: bytes | None = None
+        self._close_deadline: float | None = None
+        self._close_sent: tuple[int, str] | None = None
+        self.closed_event: Closed | None = None
+
+    # -- outputs --
+
+    @property
+    def has_data_to_send(self) -> bool:
+        """True when ``data_to_send()`` would return bytes."""
+        return bool(self._outbox)
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the transport now (empty when nothing is due)."""
+        if not self._outbox:
+            return b""
+        data = b"".join(self._outbox) if len(self._outbox) > 1 else self._outbox[0]
+        self._outbox.clear()
+        return data
+
+    def next_deadline(self) -> float | None:
+        """When ``handle_timer`` must next be called, or None."""
+        deadlines = [d for d in self._deadlines() if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def _deadlines(self) -> list[float | None]:
+        return [self._next_ping, self._pong_deadline, self._close_deadline]
+
+    # -- inputs shared by both roles --
+
+    def receive_eof(self, *, now: float | None = None) -> None:
+        """The transport has no more data (the peer closed its side)."""
+        self._tick(now)
+        if self.state is ConnectionState.CLOSED:
+            return
+        if self.state is ConnectionState.CONNECTING:
+            self._eof_during_handshake()
+            return
+        if self._close_sent is not None and self.state is ConnectionState.CLOSING:
+            self._finish(1006, "", CloseTimeout("the peer closed the transport without "
+                                                "answering our close frame"))
+            return
+        self._finish(1006, "", ConnectionClosedError(
+            1006, "", "the transport ended without a WebSocket close frame"))
+
+    def transport_failed(self, exc: BaseException, *, now: float | None = None) -> None:
+        """The transport broke (reset, TLS error, cancelled write)."""
+        self._tick(now)
+        if self.state is ConnectionState.CLOSED:
+            return
+        error = ConnectionClosedError(1006, "", f"transport failed: {exc!r}")
+        error.__cause__ = exc
+        self._finish(1006, "", error)
+
+    def handle_timer(self, now: float) -> None:
+        """Run every timer whose deadline is at or before ``now``."""
+        self._now = now
+        if self.state is ConnectionState.CLOSED:
+            return
+        if self._close_deadline is not None and now >= self._close_deadline:
+            self._finish(1006, "", CloseTimeout("the peer did not answer our close frame in time"))
+            return
+        if self._pong_deadline is not None and now >= self._pong_deadline:
+            self._fail(KeepaliveTimeout("no pong to our keepalive ping in time"), 1011,
+                       "keepalive ping timeout")
+            return
+        if self._next_ping is not None and now >= self._next_ping and self.state is ConnectionState.OPEN:
+            self._send_ping(now)
+        self._role_timers(now)
+
+    def close(self, code: int = 1000, reason: str = "", *, now: float | None = None) -> None:
+        """Start the closing handshake (no-op once closing or closed)."""
+        self._tick(now)
+        if self.state in (ConnectionState.CLOSING, ConnectionState.CLOSED):
+            return
+        if self.state is ConnectionState.CONNECTING:
+            self._finish(code, reason, None)
+            return
+        self._start_close(code, reason)
+
+    # -- internals --
+
+    def _tick(self, now: float | None) -> None:
+        if now is not None:
+            self._now = now
+
+    def _open(self, rest: bytes) -> None:
+        self.state = ConnectionState.OPEN
+        if self._ping_interval is not None:
+            self._next_ping = self._now + self._ping_interval
+        self._on_open()
+        if rest:
+            self._receive_frames(rest)
+
+    def _on_open(self) -> None:
+        """Hook for the roles."""
+
+    def _send_ping(self, now: float) -> None:
+        self._ping_payload = os.urandom(4)
+        self._outbox.append(self._writer.frame(Opcode.PING, self._ping_payload))
+        assert self._ping_interval is not None
+        self._next_ping = now + self._ping_interval
+        if self._ping_timeout is not None and self._pong_deadline is None:
+            self._pong_deadline = now + self._ping_timeout
+
+    def _receive_frames(self, data: bytes) -> None:
+        reader = self._reader
+        for opcode, payload in reader.feed(data):
+            if self.state is ConnectionState.CLOSED:
+                return
+            if opcode is Opcode.TEXT:
+                self._on_text(payload)
+            elif opcode is Opcode.PING:
+                if self.state is ConnectionState.OPEN:
+                    self._outbox.append(self._writer.frame(Opcode.PONG, payload))
+            elif opcode is Opcode.PONG:
+                if payload == self._ping_payload:
+                    self._pong_deadline = None
+                    self._ping_payload = None
+            elif opcode is Opcode.CLOSE:
+                self._on_close_frame(payload)
+            else:
+                self._fail(RemoteProtocolError(
+                    "peer sent a binary message; the S2S protocol uses text messages only",
+                    close_code=1003), 1003, "binary messages are not supported")
+        if reader.error is not None and self.state is not ConnectionState.CLOSED:
+            error = reader.error
+            self._fail(error, error.close_code, _close_reason(error))
+
+    def _on_close_frame(self, payload: bytes) -> None:
+        try:
+            code, reason = parse_close_payload(payload)
+        except RemoteProtocolError as exc:
+            self._fail(exc, exc.close_code, "invalid close frame")
+            return
+        if self._close_sent is None:
+            # Echo the peer's code, as RFC 6455 asks (an empty close for 1005).
+            echo = None if code == 1005 else code
+            self._outbox.append(self._writer.close_frame(echo, ""))
+            self._close_sent = (code, "")
+            self._finish(code, reason, self._closed_error(code, reason))
+        else:
+            self._finish(code, reason, self._closed_error(code, reason, initiated=True))
+
+    def _start_close(self, code: int, reason: str) -> None:
+        self._outbox.append(self._writer.close_frame(code, reason))
+        self._close_sent = (code, reason)
+        self.state = ConnectionState.CLOSING
+        self._next_ping = self._pong_deadline = None
+        if self._close_timeout is not None:
+            self._close_deadline = self._now + self._close_timeout
+
+    def _fail(self, error: S2SError, code: int, reason: str) -> None:
+        """End the connection because of ``error``: queue a close, emit Closed."""
+        if self.state in (ConnectionState.OPEN, ConnectionState.CLOSING) and self._close_sent is None:
+            self._outbox.append(self._writer.close_frame(code, reason))
+            self._close_sent = (code, reason)
+        self._finish(code, reason, error)
+
+    def _finish(self, code: int, reason: str, error: S2SError | None) -> None:
+        if self.state is ConnectionState.CLOSED:
+            return
+        self.state = ConnectionState.CLOSED
+        self._next_ping = self._pong_deadline = self._close_deadline = None
+        self._role_closed()
+        self.closed_event = Closed(code=code, reason=reason, error=error)
+        self._events.append(self.closed_event)
+
+    def _role_closed(self) -> None:
+        """Hook for the roles (clear their timers)."""
+
+    def _role_timers(self, now: float) -> None:
+        """Hook for the roles."""
+
+    @abc.abstractmethod
+    def _closed_error(self, code: int, reason: str, *, initiated: bool = False) -> S2SError | None:
+        """Hook: each role decides what a close means."""
+
+    @abc.abstractmethod
+    def _on_text(self, payload: bytes) -> None:
+        """Hook: each role decodes its peer's messages."""
+
+    @abc.abstractmethod
+    def _eof_during_handshake(self) -> None:
+        """Hook: each role knows what an early EOF means."""
+
+    def _take_head(self, data: bytes) -> tuple[bytes, bytes] | None:
+        """Buffer handshake bytes; the head (through CRLFCRLF) and the rest, once whole."""
+        self._head += data
+        end = self._head.find(_HEAD_END)
+        if end < 0:
+            if len(self._head) > self._max_handshake_size:
+                self._finish(1006, "", MessageTooBig(
+                    "HTTP handshake", len(self._head), self._max_handshake_size))
+            return None
+        end += len(_HEAD_END)
+        if end > self._max_handshake_size:
+            self._finish(1006, "", MessageTooBig("HTTP handshake", end, self._max_handshake_size))
+            return None
+        head, rest = bytes(self._head[:end]), bytes(self._head[end:])
+        self._head = bytearray()
+        return head, rest
+
+
+def _close_reason(error: S2SError) -> str:
+    text = str(error)
+    return text if len(text.encode()) <= 120 else text[:60]
+
+
+class ClientConnection(_Base):
+    """The client's side of one S2S WebSocket connection, as a state machine.
+
+    Feed it what the transport reads (``receive_data``, ``receive_eof``,
+    ``transport_failed``), call ``handle_timer`` at ``next_deadline()``, and
+    after EVERY call write ``data_to_send()`` and process
+    ``events_received()``. The upgrade request is ready to send at once.
+
+    Args:
+        url: ``ws://`` or ``wss://`` URL of the S2S endpoint.
+        api_key: Sent as the ``x-api-key`` header.
+        token: Single-use token, sent as ``?token=``.
+        extra_headers: More upgrade headers.
+        max_message_size: Largest message accepted (close 1009 above it).
+        max_handshake_size: Largest HTTP response head accepted.
+        ping_interval: Seconds between keepalive pings (None: off).
+        ping_timeout: Seconds to wait for a pong (None: forever).
+        ready_timeout: Seconds from a setup to its ``ready`` (None: forever).
+        idle_timeout: Seconds without any message while a request is live.
+        close_timeout: Seconds to wait for the peer's close frame.
+        now: The caller's current time, the origin of every deadline.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        token: str | None = None,
+        extra_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        ready_timeout: float | None = 15.0,
+        idle_timeout: float | None = None,
+        close_timeout: float | None = 5.0,
+        now: float = 0.0,
+    ) -> None:
+        super().__init__(mask=True, max_message_size=max_message_size,
+                         max_handshake_size=max_handshake_size, ping_interval=ping_interval,
+                         ping_timeout=ping_timeout, close_timeout=close_timeout, now=now)
+        self.protocol = ClientProtocol()
+        self.target = parse_ws_url(url, token=token)
+        self._ready_timeout = ready_timeout
+        self._idle_timeout = idle_timeout
+        self._ready_deadlines: dict[str | None, float] = {}
+        self._idle_deadline: float | None = None
+        self._pending: list[bytes] = []
+        self._handshake = H11Handshake(ConnectionType.CLIENT)
+        self._reject: HandshakeRejected | None = None
+        self._reject_body = bytearray()
+        headers: list[tuple[str, str]] = [("User-Agent", USER_AGENT),
+                                          ("x-api-source", USER_AGENT)]
+        if api_key is not None:
+            headers.append(("x-api-key", api_key))
+        if extra_headers is not None:
+            items = extra_headers.items() if isinstance(extra_headers, Mapping) else extra_headers
+            headers.extend(items)
+        self._outbox.append(self._handshake.send(Request(
+            host=self.target.host_header, target=self.target.target, extra_headers=headers)))
+
+    def __repr__(self) -> str:
+        return f"<ClientConnection {self.target.host_header}{self.target.target.split('?')[0]} {self.state.value}>"
+
+    # -- application calls --
+
+    def send_setup(self, setup: Setup | Mapping[str, Any], *, now: float | None = None) -> None:
+        """Start a request (may be called before the upgrade completes)."""
+        self._tick(now)
+        self._check_can_send("setup")
+        if not isinstance(setup, Setup):
+            setup = Setup.from_mapping(setup)
+        message = self.protocol.encode_setup(setup)
+        if self._ready_timeout is not None:
+            self._ready_deadlines[setup.client_req_id] = self._now + self._ready_timeout
+        self._arm_idle()
+        self._send_text(message)
+
+    def send_audio(self, audio: AudioInput, client_req_id: str | None = None, *,
+                   now: float | None = None) -> None:
+        """Send one chunk of input audio."""
+        if now is not None:
+            self._now = now
+        if self.state is not ConnectionState.OPEN:
+            self._check_can_send("audio")
+        message = self.protocol.encode_audio(audio, client_req_id)
+        if self.state is ConnectionState.OPEN:
+            self._outbox.append(self._writer.frame(Opcode.TEXT, message))
+        else:
+            self._pending.append(message)
+
+    def send_end_of_stream(self, client_req_id: str | None = None, *,
+                           now: float | None = None) -> None:
+        """End a request's input (unscoped with none live: ask the server to close)."""
+        self._tick(now)
+        self._check_can_send("end_of_stream")
+        self._send_text(self.protocol.encode_end_of_stream(client_req_id))
+
+    def receive_data(self, data: bytes, *, now: float | None = None) -> None:
+        """Bytes read from the transport; never raises for a peer fault."""
+        self._tick(now)
+        if not data or self.state is ConnectionState.CLOSED:
+            return
+        if self.state is ConnectionState.CONNECTING:
+            self._receive_handshake(data)
+            return
+        self._arm_idle()
+        self._receive_frames(data)
+
+    def events_received(self) -> list[Event]:
+        """Events produced since the last call, in order (``Closed`` last)."""
+        events, self._events = self._events, []
+        return events
+
+    # -- internals --
+
+    def _check_can_send(self, what: str) -> None:
+        if self.state in (ConnectionState.CLOSING, ConnectionState.CLOSED):
+            error = self.closed_event.error if self.closed_event is not None else None
+            raise LocalProtocolError(
+                f"cannot send {what}: the connection is {self.state.value}"
+                + (f" ({error})" if error is not None else ""))
+
+    def _send_text(self, message: bytes) -> None:
+        if self.state is ConnectionState.OPEN:
+            self._outbox.append(self._writer.frame(Opcode.TEXT, message))
+        else:
+            self._pending.append(message)
+
+    def _arm_idle(self) -> None:
+        if self._idle_timeout is not None:
+            self._idle_deadline = self._now + self._idle_timeout
+
+    def _deadlines(self) -> list[float | None]:
+        deadlines = super()._deadlines()
+        if self._ready_deadlines:
+            deadlines.append(min(self._ready_deadlines.values()))
+        if self._idle_deadline is not None and self.protocol.state is ProtocolState.ACTIVE:
+            deadlines.append(self._idle_deadline)
+        return deadlines
+
+    def _role_timers(self, now: float) -> None:
+        for rid, deadline in list(self._ready_deadlines.items()):
+            if now >= deadline:
+                which = f" for client_req_id {rid!r}" if rid is not None else ""
+                self._fail(ReadyTimeout(f"no ready from the server{which} within "
+                                        f"{self._ready_timeout} s"), 1000, "ready timeout")
+                return
+        if (self._idle_deadline is not None and now >= self._idle_deadline
+                and self.protocol.state is ProtocolState.ACTIVE):
+            self._fail(IdleTimeout(f"nothing received from the server for "
+                                   f"{self._idle_timeout} s"), 1000, "idle timeout")
+
+    def _role_closed(self) -> None:
+        self._ready_deadlines.clear()
+        self._idle_deadline = None
+        self._pending.clear()
+
+    def _on_open(self) -> None:
+        for message in self._pending:
+            self._outbox.append(self._writer.frame(Opcode.TEXT, message))
+        self._pending.clear()
+
+    def _on_text(self, payload: bytes) -> None:
+        try:
+            events = self.protocol.receive_message(payload)
+        except RemoteProtocolError as exc:
+            self._fail(exc, exc.close_code, _close_reason(exc))
+            return
+        for event in events:
+            if type(event) is Ready:
+                self._ready_deadlines.pop(event.client_req_id, None)
+                if event.client_req_id is None and len(self._ready_deadlines) == 1:
+                    self._ready_deadlines.clear()
+            self._events.append(event)
+
+    def _closed_error(self, code: int, reason: str, *, initiated: bool = False) -> S2SError | None:
+        if initiated:
+            return None  # we asked for the close; the adapter knows why
+        if code == 1000 and self.protocol.state is not ProtocolState.ACTIVE:
+            return None
+        detail = None if code != 1000 else "the server closed before the request ended"
+        return ConnectionClosedError(code, reason, detail)
+
+    def _receive_handshake(self, data: bytes) -> None:
+        if self._reject is not None:
+            self._receive_reject_body(data)
+            return
+        taken = self._take_head(data)
+        if taken is None:
+            return
+        head, rest = taken
+        try:
+            self._handshake.receive_data(head)
+            events = list(self._handshake.events())
+        except WsprotoRemoteError as exc:
+            self._finish(1006, "", RemoteProtocolError(f"invalid upgrade response: {exc}"))
+            return
+        for event in events:
+            if isinstance(event, AcceptConnection):
+                self._open(rest)
+                return
+            if isinstance(event, RejectConnection):
+                self._reject = HandshakeRejected(event.status_code, event.headers, b"")
+                if not event.has_body:
+                    self._finish_reject()
+                    return
+                self._receive_reject_body(rest)
+                return
+
+    def _receive_reject_body(self, data: bytes) -> None:
+        try:
+            self._handshake.receive_data(data)
+            events = list(self._handshake.events())
+        except (WsprotoRemoteError, h11.RemoteProtocolError):
+            self._finish_reject()
+            return
+        for event in events:
+            if isinstance(event, RejectData):
+                room = self._max_handshake_size - len(self._reject_body)
+                self._reject_body += event.data[:max(room, 0)]
+                if event.body_finished:
+                    self._finish_reject()
+                    return
+        if len(self._reject_body) >= self._max_handshake_size:
+            self._finish_reject()
+
+    def _finish_reject(self) -> None:
+        assert self._reject is not None
+        error = HandshakeRejected(self._reject.status, self._reject.headers,
+                                  bytes(self._reject_body))
+        self._finish(1006, "", error)
+
+    def _eof_during_handshake(self) -> None:
+        if self._reject is not None:
+            self._finish_reject()
+            return
+        self._finish(1006, "", ConnectionClosedError(
+            1006, "", "the server closed the connection during the WebSocket upgrade"))
+
+
+class UpgradeRequest:
+    """(Server role) the client's upgrade request, to accept or reject."""
+
+    __slots__ = ("target", "headers")
+
+    def __init__(self, target: str, headers: list[tuple[bytes, bytes]]) -> None:
+        self.target = target
+        self.headers = headers
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header (case-insensitive), or None."""
+        key = name.lower().encode()
+        for k, v in self.headers:
+            if k.lower() == key:
+                return v.decode("latin-1")
+        return None
+
+    def __repr__(self) -> str:
+        path = self.target.split("?")[0]
+        return f"UpgradeRequest(path={path!r})"  # never show the token or the key
+
+
+class ServerConnection(_Base):
+    """The server's side of one S2S WebSocket connection, as a state machine.
+
+    The first event is an ``UpgradeRequest``: answer it with ``accept()`` or
+    ``reject(status, body)``. Client messages then arrive as events; a client
+    that breaks the protocol gets an ``error`` message with the code (1002,
+    or 1008 for a bad setup) and a close with the same code.
+    """
+
+    def __init__(self, *, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+                 max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE,
+                 ping_interval: float | None = None, ping_timeout: float | None = 20.0,
+                 close_timeout: float | None = 5.0, now: float = 0.0) -> None:
+        super().__init__(mask=False, max_message_size=max_message_size,
+                         max_handshake_size=max_handshake_size, ping_interval=ping_interval,
+                         ping_timeout=ping_timeout, close_timeout=close_timeout, now=now)
+        self.protocol = ServerProtocol()
+        self._handshake = H11Handshake(ConnectionType.SERVER)
+        self.request: UpgradeRequest | None = None
+        self._rest = b""
+
+    def receive_data(self, data: bytes, *, now: float | None = None) -> None:
+        """Bytes read from the transport; never raises for a peer fault."""
+        self._tick(now)
+        if not data or self.state is ConnectionState.CLOSED:
+            return
+        if self.state is ConnectionState.CONNECTING:
+            if self.request is not None:
+                self._rest += data
+                return
+            taken = self._take_head(data)
+            if taken is None:
+                return
+            head, self._rest = taken
+            try:
+                self._handshake.receive_data(head)
+                events = list(self._handshake.events())
+            except WsprotoRemoteError as exc:
+                self._outbox.append(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n"
+                                    b"connection: close\r\n\r\n")
+                self._finish(1006, "", RemoteProtocolError(f"invalid upgrade request: {exc}"))
+                return
+            for event in events:
+                if isinstance(event, Request):
+                    self.request = UpgradeRequest(
+                        event.target, [(k.encode() if isinstance(k, str) else k,
+                                        v.encode() if isinstance(v, str) else v)
+                                       for k, v in event.extra_headers])
+                    self._events.append(self.request)
+            return
+        self._receive_frames(data)
+
+    def accept(self, *, now: float | None = None) -> None:
+        """Complete the upgrade."""
+        self._tick(now)
+        if self.request is None or self.state is not ConnectionState.CONNECTING:
+            raise LocalProtocolError("no upgrade request to accept")
+        self._outbox.append(self._handshake.send(AcceptConnection(
+            extra_headers=[(b"server", USER_AGENT.encode())])))
+        rest, self._rest = self._rest, b""
+        self._open(rest)
+
+    def reject(self, status: int, body: bytes = b"") -> None:
+        """Refuse the upgrade with an HTTP status."""
+        if self.request is None or self.state is not ConnectionState.CONNECTING:
+            raise LocalProtocolError("no upgrade request to reject")
+        self._outbox.append(self._handshake.send(RejectConnection(
+            status_code=status, headers=[(b"content-length", str(len(body)).encode())],
+            has_body=True)))
+        self._outbox.append(self._handshake.send(RejectData(data=body, body_finished=True)))
+        self._finish(1006, "", None)
+
+    def events_received(self) -> list[ServerSideEvent | UpgradeRequest]:
+        """Events produced since the last call, in order (``Closed`` last)."""
+        events, self._events = self._events, []
+        return events
+
+    def send_message(self, message: bytes) -> None:
+        """Send an encoded message from ``self.protocol``'s ``send_*`` methods."""
+        if self.state is not ConnectionState.OPEN:
+            raise LocalProtocolError(f"cannot send: the connection is {self.state.value}")
+        self._outbox.append(self._writer.frame(Opcode.TEXT, message))
+
+    def send_frame(self, opcode: Opcode, payload: bytes, *, fin: bool = True) -> None:
+        """Send one raw frame, unchecked (fault injection in tests)."""
+        self._outbox.append(self._writer.frame(opcode, payload, fin=fin))
+
+    def _on_text(self, payload: bytes) -> None:
+        try:
+            events = self.protocol.receive_message(payload)
+        except RemoteProtocolError as exc:
+            code = exc.close_code if exc.close_code in (1002, 1008) else 1002
+            self._outbox.append(self._writer.frame(Opcode.TEXT, self.protocol.send_error(str(exc), code)))
+            self._fail(exc, code, _close_reason(exc))
+            return
+        self._events.extend(events)
+
+    def _closed_error(self, code: int, reason: str, *, initiated: bool = False) -> S2SError | None:
+        if initiated or code in (1000, 1001, 1005):
+            return None
+        return ConnectionClosedError(code, reason)
+
+    def _eof_during_handshake(self) -> None:
+        self._finish(1006, "", None)

@@ -1,0 +1,148 @@
+"""Public events: what the peer said, as frozen msgspec Structs named after the wire.
+
+Server events (``Ready``, ``Text``, ``Audio``, ``EndOfStream``, ``ErrorMessage``,
+``UnknownMessage``) come out of ``ClientProtocol.receive_message`` and
+``ClientConnection.events_received``; client events (``SetupReceived``,
+``AudioReceived``, ``EndOfStreamReceived``) out of the server roles.
+``Closed`` is the connection-level end, always the last event.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Union
+
+import msgspec
+import numpy as np
+
+from .errors import S2SError
+from .setup import Setup
+
+__all__ = [
+    "Ready",
+    "Text",
+    "Audio",
+    "EndOfStream",
+    "ErrorMessage",
+    "UnknownMessage",
+    "Closed",
+    "ServerEvent",
+    "Event",
+    "SetupReceived",
+    "AudioReceived",
+    "EndOfStreamReceived",
+    "ClientEvent",
+    "ServerSideEvent",
+]
+
+
+class Ready(msgspec.Struct, frozen=True, kw_only=True):
+    """The server accepted the setup.
+
+    Attributes:
+        request_id: The server's id for this request.
+        sample_rate: Rate of the OUTPUT audio (the authority for PCM output).
+        model_name: The model that serves the request, when sent.
+        frame_size: Output samples per frame, when sent.
+        client_req_id: The multiplexing id, when the request has one.
+    """
+
+    type: ClassVar[str] = "ready"
+    request_id: str
+    sample_rate: int
+    model_name: str | None = None
+    frame_size: int | None = None
+    client_req_id: str | None = None
+
+
+class Text(msgspec.Struct, frozen=True, kw_only=True):
+    """A segment of (translated) text with its timing in the input audio."""
+
+    type: ClassVar[str] = "text"
+    text: str
+    start_s: float
+    stop_s: float
+    stream_id: int | None = None
+    client_req_id: str | None = None
+
+
+class Audio(msgspec.Struct, frozen=True, kw_only=True):
+    """A chunk of output audio, base64-decoded, in the setup's output format."""
+
+    type: ClassVar[str] = "audio"
+    audio: bytes
+    start_s: float | None = None
+    stop_s: float | None = None
+    stream_id: int | None = None
+    client_req_id: str | None = None
+
+    def pcm16(self) -> np.ndarray:
+        """Zero-copy read-only int16 view of PCM output audio."""
+        return np.frombuffer(self.audio, dtype="<i2")
+
+
+class EndOfStream(msgspec.Struct, frozen=True, kw_only=True):
+    """The server has sent everything for the request."""
+
+    type: ClassVar[str] = "end_of_stream"
+    client_req_id: str | None = None
+
+
+class ErrorMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """The server's ``error`` message: terminal for its request."""
+
+    type: ClassVar[str] = "error"
+    message: str
+    code: int | None = None
+    client_req_id: str | None = None
+
+
+class UnknownMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A well-formed message of a type this library does not know (kept raw)."""
+
+    type: str
+    raw: bytes
+
+
+class Closed(msgspec.Struct, frozen=True, kw_only=True):
+    """The connection is closed; the last event it will produce.
+
+    Attributes:
+        code: The close code (1006 when the transport ended without a close).
+        reason: The close reason.
+        error: Why this is a failure, or None for a normal end (a normal
+            close after every request ended).
+    """
+
+    type: ClassVar[str] = "closed"
+    code: int
+    reason: str = ""
+    error: S2SError | None = None
+
+
+class SetupReceived(msgspec.Struct, frozen=True, kw_only=True):
+    """(Server role) a validated setup from the client."""
+
+    type: ClassVar[str] = "setup"
+    setup: Setup
+
+
+class AudioReceived(msgspec.Struct, frozen=True, kw_only=True):
+    """(Server role) a chunk of input audio, base64-decoded."""
+
+    type: ClassVar[str] = "audio"
+    audio: bytes
+    client_req_id: str | None = None
+
+
+class EndOfStreamReceived(msgspec.Struct, frozen=True, kw_only=True):
+    """(Server role) the client's end_of_stream; ``final`` when it closes the socket."""
+
+    type: ClassVar[str] = "end_of_stream"
+    client_req_id: str | None = None
+    final: bool = False
+
+
+ServerEvent = Union[Ready, Text, Audio, EndOfStream, ErrorMessage, UnknownMessage]
+Event = Union[Ready, Text, Audio, EndOfStream, ErrorMessage, UnknownMessage, Closed]
+ClientEvent = Union[SetupReceived, AudioReceived, EndOfStreamReceived]
+ServerSideEvent = Union[SetupReceived, AudioReceived, EndOfStreamReceived, Closed]

@@ -1,0 +1,143 @@
+"""Collecting one request's replies into a result, and turning failures into errors."""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+
+from .errors import ConnectionClosedError, S2SError, server_error_for
+from .events import Audio, Closed, EndOfStream, ErrorMessage, Ready, ServerEvent, Text
+
+__all__ = ["TextWithTimestamps", "S2SResult", "ResultCollector", "error_from_event"]
+
+
+class TextWithTimestamps(msgspec.Struct, frozen=True, kw_only=True):
+    """A text segment with its timing, as in the official SDK."""
+
+    text: str
+    start_s: float
+    stop_s: float
+    client_req_id: str | None = None
+    stream_id: int | None = None
+
+
+class S2SResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The whole output of one request.
+
+    Attributes:
+        raw_data: Output audio bytes in ``output_format``.
+        sample_rate: Output rate from ``ready``.
+        output_format: The setup's output format.
+        request_id: The server's request id.
+        text: Every text segment joined by spaces.
+        text_with_timestamps: The segments with their timing.
+        complete: False for a partial result attached to an error.
+    """
+
+    raw_data: bytes
+    sample_rate: int | None
+    output_format: str | None
+    request_id: str | None
+    text: str
+    text_with_timestamps: list[TextWithTimestamps]
+    complete: bool = True
+
+    def pcm16(self) -> np.ndarray:
+        """The output as int16 samples (pcm output formats only).
+
+        Raises:
+            ValueError: The output format is not pcm.
+        """
+        if self.output_format is None or not self.output_format.startswith("pcm"):
+            raise ValueError(f"output_format is {self.output_format!r}, not pcm")
+        return np.frombuffer(self.raw_data, dtype="<i2")
+
+    def pcm(self) -> np.ndarray:
+        """The output as float32 samples in [-1, 1) (pcm output formats only)."""
+        return self.pcm16().astype(np.float32) / np.float32(32768.0)
+
+
+def error_from_event(event: ErrorMessage | Closed, request_id: str | None = None) -> S2SError:
+    """The exception that an ``error`` message or a failed close stands for."""
+    if isinstance(event, ErrorMessage):
+        return server_error_for(event.message, event.code, request_id=request_id,
+                                client_req_id=event.client_req_id)
+    if event.error is not None:
+        return event.error
+    return ConnectionClosedError(event.code, event.reason,
+                                 "the connection closed before the request ended")
+
+
+class ResultCollector:
+    """Accumulates one request's events; ``result()`` once it ended."""
+
+    __slots__ = ("output_format", "ready", "_chunks", "_texts", "done", "error")
+
+    def __init__(self, output_format: str | None) -> None:
+        self.output_format = output_format
+        self.ready: Ready | None = None
+        self._chunks: list[bytes] = []
+        self._texts: list[TextWithTimestamps] = []
+        self.done = False
+        self.error: S2SError | None = None
+
+    @property
+    def texts(self) -> list[TextWithTimestamps]:
+        """The text segments so far."""
+        return self._texts
+
+    def add(self, event: ServerEvent | Closed) -> None:
+        """Take one event of this request (others are ignored)."""
+        if self.done:
+            return
+        kind = type(event)
+        if kind is Audio:
+            self._chunks.append(event.audio)  # type: ignore[union-attr]
+        elif kind is Text:
+            self._texts.append(text_with_timestamps(event))  # type: ignore[arg-type]
+        elif kind is Ready:
+            self.ready = event  # type: ignore[assignment]
+        elif kind is EndOfStream:
+            self.done = True
+        elif kind is ErrorMessage or kind is Closed:
+            self.fail(error_from_event(event, self.request_id))  # type: ignore[arg-type]
+
+    def fail(self, error: S2SError) -> S2SError:
+        """End the request with ``error``; attaches the partial result to it."""
+        if not self.done:
+            self.done = True
+            self.error = error
+            error.partial_result = self._build(complete=False)
+        return error
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's request id, once ready arrived."""
+        return self.ready.request_id if self.ready is not None else None
+
+    def result(self) -> S2SResult:
+        """The complete result.
+
+        Raises:
+            S2SError: The request failed (the partial result is attached).
+        """
+        if self.error is not None:
+            raise self.error
+        return self._build(complete=self.done)
+
+    def _build(self, *, complete: bool) -> S2SResult:
+        return S2SResult(
+            raw_data=b"".join(self._chunks),
+            sample_rate=self.ready.sample_rate if self.ready is not None else None,
+            output_format=self.output_format,
+            request_id=self.request_id,
+            text=" ".join(t.text for t in self._texts),
+            text_with_timestamps=list(self._texts),
+            complete=complete,
+        )
+
+
+def text_with_timestamps(event: Text) -> TextWithTimestamps:
+    """Convert a ``Text`` event."""
+    return TextWithTimestamps(text=event.text, start_s=event.start_s, stop_s=event.stop_s,
+                              client_req_id=event.client_req_id, stream_id=event.stream_id)

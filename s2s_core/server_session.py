@@ -1,0 +1,341 @@
+"""What the local server does on one connection, without I/O.
+
+``ServerSession`` drives a ``ServerConnection``: authentication like the
+service (a bad key is accepted at the HTTP level, then refused with error
+1008 and close 1008), one engine per request, output scheduled on the
+caller's clock, an idle timeout, and, for tests only, injected faults.
+The transport adapter calls ``handle_events``/``handle_timer`` and then
+moves ``conn.data_to_send()``; when ``abort_transport`` is set it drops the
+TCP connection without a close frame.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from .connection import ServerConnection, UpgradeRequest
+from .engine import AudioOut, EngineError, LoopbackEngine, TextOut
+from .events import AudioReceived, Closed, EndOfStreamReceived, ServerSideEvent, SetupReceived
+from .frames import Opcode
+from .protocol import ProtocolState
+from .setup import Setup
+
+__all__ = ["Engine", "EngineFactory", "Fault", "FaultPlan", "ServerConfig", "ServerSession",
+           "loopback_engine"]
+
+
+class Engine(Protocol):
+    """What the server needs from an engine (``LoopbackEngine`` is one)."""
+
+    @property
+    def output_sample_rate(self) -> int: ...
+
+    @property
+    def frame_size(self) -> int: ...
+
+    def feed(self, data: bytes) -> list[AudioOut | TextOut]: ...
+
+    def finish(self) -> list[AudioOut | TextOut]: ...
+
+
+EngineFactory = Callable[[Setup, float], Engine]
+"""Builds the engine of a request from its setup and the audio limit in seconds."""
+
+
+def loopback_engine(setup: Setup, max_audio_s: float) -> Engine:
+    """The default engine: deterministic loopback (resample, re-encode, VAD text)."""
+    return LoopbackEngine(setup.input_format, setup.output_format, setup.target_language,
+                          max_audio_s=max_audio_s)
+
+
+class Fault(enum.Enum):
+    """Faults the testing server can inject (never on by default)."""
+
+    DROP_TCP = "drop_tcp"
+    """Drop the TCP connection mid-stream, without a close frame."""
+    CLOSE_1011 = "close_1011"
+    """Close with 1011 and no error message."""
+    ERROR_1011 = "error_1011"
+    """Send error 1011, then close with 1011."""
+    ERROR_KEEP_OPEN = "error_keep_open"
+    """Send error 1011 and keep the socket open."""
+    STALL = "stall"
+    """Stop sending anything; keep the socket open."""
+    SLOW_OUTPUT = "slow_output"
+    """Delay every output message."""
+    OVERSIZED = "oversized"
+    """Send one huge (valid) audio message."""
+    INVALID_UTF8 = "invalid_utf8"
+    """Send a text frame that is not UTF-8."""
+    MALFORMED_JSON = "malformed_json"
+    """Send a text message that is not JSON."""
+    FRAGMENTED = "fragmented"
+    """Send every message in three fragments (valid)."""
+    PINGS = "pings"
+    """Send a ping before every message (valid)."""
+    UNKNOWN_TYPES = "unknown_types"
+    """Send unknown message types between messages (valid)."""
+
+
+BENIGN_FAULTS = frozenset((Fault.SLOW_OUTPUT, Fault.FRAGMENTED, Fault.PINGS, Fault.UNKNOWN_TYPES))
+"""Faults after which a correct client still gets a complete result."""
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Which fault, and when: after ``after_messages`` output messages."""
+
+    fault: Fault
+    after_messages: int = 3
+    slow_delay_s: float = 0.02
+    oversized_bytes: int = 2 * 2**20
+
+
+@dataclass
+class ServerConfig:
+    """Settings of the local server (shared by its connections).
+
+    Attributes:
+        api_keys: Accepted keys; None accepts any client.
+        tokens: Single-use tokens accepted as ``?token=``; each is consumed.
+        max_audio_s: Audio per request before error 1008.
+        idle_timeout_s: Close a socket with nothing received for this long.
+        engine_factory: Builds each request's engine.
+        fault: A fault to inject on every connection (tests only).
+    """
+
+    api_keys: frozenset[str] | None = None
+    tokens: set[str] = field(default_factory=set)
+    max_audio_s: float = 300.0
+    idle_timeout_s: float = 300.0
+    engine_factory: EngineFactory = loopback_engine
+    fault: FaultPlan | None = None
+
+
+class _Request:
+    __slots__ = ("engine", "client_req_id", "closes_socket", "sent")
+
+    def __init__(self, engine: Engine, setup: Setup) -> None:
+        self.engine = engine
+        self.client_req_id = setup.client_req_id
+        self.closes_socket = not setup.reuses_socket
+        self.sent = 0
+
+
+class ServerSession:
+    """The local server's logic for one connection (pure; see module doc)."""
+
+    def __init__(self, conn: ServerConnection, config: ServerConfig, now: float) -> None:
+        self.conn = conn
+        self.config = config
+        self.abort_transport = False
+        self._requests: dict[str | None, _Request] = {}
+        self._outbox: deque[tuple[float, bytes | Callable[[], None]]] = deque()
+        self._idle_deadline = now + config.idle_timeout_s
+        self._output_count = 0
+        self._fault_fired = False
+        self._stalled = False
+        self._last_due = now
+
+    # -- inputs --
+
+    def handle_events(self, events: list[ServerSideEvent | UpgradeRequest], now: float) -> None:
+        """Act on the connection's events."""
+        for event in events:
+            if isinstance(event, UpgradeRequest):
+                self._on_upgrade(event, now)
+                continue
+            self._idle_deadline = now + self.config.idle_timeout_s
+            if isinstance(event, AudioReceived):
+                self._on_audio(event, now)
+            elif isinstance(event, SetupReceived):
+                self._on_setup(event.setup, now)
+            elif isinstance(event, EndOfStreamReceived):
+                self._on_end(event, now)
+            elif isinstance(event, Closed):
+                self._outbox.clear()
+        self._flush(now)
+
+    def handle_timer(self, now: float) -> None:
+        """Run due output and the idle timeout."""
+        if now >= self._idle_deadline and self.conn.state.value == "open":
+            self.conn.close(1000, "idle timeout", now=now)
+        self._flush(now)
+        self.conn.handle_timer(now)
+
+    def next_deadline(self) -> float | None:
+        """When ``handle_timer`` must run next."""
+        deadlines = [self._idle_deadline]
+        if self._outbox and not self._stalled:
+            deadlines.append(self._outbox[0][0])
+        conn_deadline = self.conn.next_deadline()
+        if conn_deadline is not None:
+            deadlines.append(conn_deadline)
+        return min(deadlines)
+
+    # -- handlers --
+
+    def _on_upgrade(self, request: UpgradeRequest, now: float) -> None:
+        self.conn.accept(now=now)
+        if not self._authorized(request):
+            self.conn.send_message(self.conn.protocol.send_error(
+                "Invalid or missing API key.", 1008))
+            self.conn.close(1008, "invalid api key", now=now)
+
+    def _authorized(self, request: UpgradeRequest) -> bool:
+        config = self.config
+        if config.api_keys is None:
+            return True
+        key = request.header("x-api-key")
+        if key is not None and key in config.api_keys:
+            return True
+        tokens = parse_qs(urlsplit(request.target).query).get("token", [])
+        if tokens and tokens[0] in config.tokens:
+            config.tokens.discard(tokens[0])  # single use
+            return True
+        return False
+
+    def _on_setup(self, setup: Setup, now: float) -> None:
+        rid = setup.client_req_id
+        try:
+            engine = self.config.engine_factory(setup, self.config.max_audio_s)
+        except EngineError as exc:
+            self._fail_request(rid, exc.code, exc.message, closes=not setup.reuses_socket,
+                               now=now)
+            return
+        self._requests[rid] = _Request(engine, setup)
+        self._queue(self.conn.protocol.send_ready(
+            str(uuid.uuid4()), engine.output_sample_rate, frame_size=engine.frame_size,
+            model_name=setup.model_name, client_req_id=rid), now)
+
+    def _on_audio(self, event: AudioReceived, now: float) -> None:
+        request = self._requests.get(event.client_req_id)
+        if request is None:
+            return  # the request already failed; late audio is dropped
+        try:
+            outputs = request.engine.feed(event.audio)
+        except EngineError as exc:
+            self._requests.pop(event.client_req_id, None)
+            self._fail_request(event.client_req_id, exc.code, exc.message,
+                               closes=request.closes_socket, now=now)
+            return
+        self._emit(request, outputs, now)
+
+    def _on_end(self, event: EndOfStreamReceived, now: float) -> None:
+        if event.final:
+            self._queue(lambda: self.conn.close(1000), now)
+            return
+        request = self._requests.pop(event.client_req_id, None)
+        if request is None:
+            return
+        try:
+            outputs = request.engine.finish()
+        except EngineError as exc:
+            self._fail_request(event.client_req_id, exc.code, exc.message,
+                               closes=request.closes_socket, now=now)
+            return
+        self._emit(request, outputs, now)
+        rid = request.client_req_id
+        self._queue(lambda: self.conn.send_message(
+            self.conn.protocol.send_end_of_stream(rid)), now)
+        if request.closes_socket:
+            self._queue(lambda: self.conn.close(1000), now)
+
+    def _fail_request(self, rid: str | None, code: int, message: str, *, closes: bool,
+                      now: float) -> None:
+        def send() -> None:
+            self.conn.send_message(self.conn.protocol.send_error(message, code, rid))
+            if closes or self.conn.protocol.state is ProtocolState.FINISHED:
+                self.conn.close(code, message[:100])
+        self._queue(send, now)
+
+    def _emit(self, request: _Request, outputs: list[AudioOut | TextOut], now: float) -> None:
+        protocol = self.conn.protocol
+        rid = request.client_req_id
+        for out in outputs:
+            if isinstance(out, AudioOut):
+                message = protocol.send_audio(out.data, out.start_s, out.stop_s,
+                                              client_req_id=rid, stream_id=0)
+            else:
+                message = protocol.send_text(out.text, out.start_s, out.stop_s,
+                                             client_req_id=rid, stream_id=0)
+            self._queue(message, now)
+
+    # -- output scheduling and faults --
+
+    def _queue(self, item: bytes | Callable[[], None], now: float) -> None:
+        due = now
+        plan = self.config.fault
+        if plan is not None and plan.fault is Fault.SLOW_OUTPUT:
+            due = max(self._last_due, now) + plan.slow_delay_s
+        self._last_due = due
+        self._outbox.append((due, item))
+
+    def _flush(self, now: float) -> None:
+        conn = self.conn
+        while self._outbox and not self._stalled and not self.abort_transport:
+            due, item = self._outbox[0]
+            if due > now:
+                return
+            self._outbox.popleft()
+            if conn.state.value not in ("open",):
+                continue
+            if callable(item):
+                item()
+                continue
+            if self._inject(item, now):
+                continue
+            conn.send_message(item)
+
+    def _inject(self, message: bytes, now: float) -> bool:
+        """Apply the fault plan to one outgoing message; True when it replaced it."""
+        plan = self.config.fault
+        if plan is None:
+            return False
+        conn = self.conn
+        fault = plan.fault
+        if fault is Fault.FRAGMENTED:
+            third = max(len(message) // 3, 1)
+            conn.send_frame(Opcode.TEXT, message[:third], fin=False)
+            conn.send_frame(Opcode.CONTINUATION, message[third:2 * third], fin=False)
+            conn.send_frame(Opcode.CONTINUATION, message[2 * third:], fin=True)
+            return True
+        if fault is Fault.PINGS:
+            conn.send_frame(Opcode.PING, b"lb")
+            return False
+        if fault is Fault.UNKNOWN_TYPES:
+            conn.send_frame(Opcode.TEXT, b'{"type":"step","step_idx":1,"vad":[]}')
+            return False
+        self._output_count += 1
+        if self._fault_fired or self._output_count <= plan.after_messages:
+            return False
+        self._fault_fired = True
+        if fault is Fault.DROP_TCP:
+            self.abort_transport = True
+        elif fault is Fault.CLOSE_1011:
+            conn.close(1011, "internal error", now=now)
+        elif fault is Fault.ERROR_1011:
+            conn.send_message(conn.protocol.send_error("worker crashed", 1011))
+            conn.close(1011, "worker crashed", now=now)
+        elif fault is Fault.ERROR_KEEP_OPEN:
+            conn.send_message(conn.protocol.send_error("worker crashed", 1011))
+            self._stalled = True
+        elif fault is Fault.STALL:
+            self._stalled = True
+        elif fault is Fault.OVERSIZED:
+            conn.send_frame(Opcode.TEXT, b'{"type":"audio","audio":"'
+                            + b"A" * plan.oversized_bytes + b'"}')
+            return False
+        elif fault is Fault.INVALID_UTF8:
+            conn.send_frame(Opcode.TEXT, b'{"type":"text","text":"\xff\xfe"}')
+        elif fault is Fault.MALFORMED_JSON:
+            conn.send_frame(Opcode.TEXT, b'{"type": "audio", "audio": ')
+        else:  # SLOW_OUTPUT is handled by scheduling
+            return False
+        return True
