@@ -235,7 +235,7 @@ def _build_alaw_tables() -> tuple[npt.NDArray[np.uint8], Int16Array]:
     magnitude = np.where(negative, ~x, x) >> 3
     seg = np.searchsorted(_SEG_END >> 3, magnitude).astype(np.int32)
     quant = np.where(seg < 2, magnitude >> 1, magnitude >> np.maximum(seg, 1)) & 0xF
-    code = np.where(seg >= 8, 0x7F, (np.minimum(seg, 7) << 4) | quant)
+    code = (seg << 4) | quant  # the 13-bit magnitude never exceeds segment 7
     encode = (code ^ np.where(negative, 0x55, 0xD5)).astype(np.uint8)
 
     a = np.arange(256, dtype=np.int32) ^ 0x55

@@ -352,13 +352,13 @@ class ClientConnection(_Base):
         self._handshake = H11Handshake(ConnectionType.CLIENT)
         self._reject: HandshakeRejected | None = None
         self._reject_body = bytearray()
-        headers: list[tuple[str, str]] = [("User-Agent", USER_AGENT),
-                                          ("x-api-source", USER_AGENT)]
+        headers: list[tuple[bytes, bytes]] = [(b"user-agent", USER_AGENT.encode()),
+                                              (b"x-api-source", USER_AGENT.encode())]
         if api_key is not None:
-            headers.append(("x-api-key", api_key))
+            headers.append((b"x-api-key", api_key.encode()))
         if extra_headers is not None:
             items = extra_headers.items() if isinstance(extra_headers, Mapping) else extra_headers
-            headers.extend(items)
+            headers.extend((k.encode(), v.encode()) for k, v in items)
         self._outbox.append(self._handshake.send(Request(
             host=self.target.host_header, target=self.target.target, extra_headers=headers)))
 
@@ -545,7 +545,7 @@ class ClientConnection(_Base):
 class UpgradeRequest:
     """(Server role) the client's upgrade request, to accept or reject."""
 
-    __slots__ = ("target", "headers")
+    __slots__ = ("headers", "target")
 
     def __init__(self, target: str, headers: list[tuple[bytes, bytes]]) -> None:
         self.target = target

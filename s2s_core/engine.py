@@ -47,6 +47,8 @@ VAD_HANGOVER_S = 0.3
 VAD_MIN_SEGMENT_S = 0.1
 """Segments shorter than this (first to last speech window) are dropped."""
 
+_MIN_WAV_RATE = 1000
+_MAX_WAV_RATE = 384000
 _SUPPORTED = "pcm, pcm_<rate>, ulaw_8000 (mulaw_8000), alaw_8000 or wav"
 
 
@@ -291,7 +293,7 @@ class LoopbackEngine:
             if self._carry:
                 data = self._carry + data
             cut = len(data) - len(data) % 2
-            self._carry = b""
+            self._carry = data[cut:]
             return pcm16_view(memoryview(data)[:cut])
         if codec is Codec.ULAW:
             return ulaw_decode(data)
@@ -299,8 +301,14 @@ class LoopbackEngine:
             return alaw_decode(data)
         assert self._wav_in is not None
         samples = self._wav_in.feed(data)
-        if self._in_rate is None and self._wav_in.sample_rate is not None:
-            self._start_input(self._wav_in.sample_rate)
+        rate = self._wav_in.sample_rate
+        if self._in_rate is None and rate is not None:
+            # A hostile header must not make the resampler's filter huge.
+            if not _MIN_WAV_RATE <= rate <= _MAX_WAV_RATE:
+                raise InvalidAudio(
+                    f"wav sample rate {rate} Hz is outside {_MIN_WAV_RATE}..{_MAX_WAV_RATE} Hz"
+                )
+            self._start_input(rate)
         return samples
 
     def _push(self, samples: npt.NDArray[np.int16]) -> list[AudioOut | TextOut]:

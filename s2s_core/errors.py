@@ -18,6 +18,7 @@ __all__ = [
     "InternalServerError",
     "ConnectionClosedError",
     "HandshakeRejected",
+    "ConnectError",
     "S2STimeoutError",
     "ConnectTimeout",
     "ReadyTimeout",
@@ -165,6 +166,12 @@ class ConnectionClosedError(S2SError):
         super().__init__(text)
         self.code = code
         self.reason = reason
+
+
+class ConnectError(S2SError, ConnectionError):
+    """The transport could not be opened (refused, unreachable, TLS verification)."""
+
+    retryable = True
 
 
 class HandshakeRejected(S2SError):

@@ -13,7 +13,9 @@ from typing import ClassVar, Union
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
+from .audio import pcm16_view
 from .errors import S2SError
 from .setup import Setup
 
@@ -75,9 +77,9 @@ class Audio(msgspec.Struct, frozen=True, kw_only=True):
     stream_id: int | None = None
     client_req_id: str | None = None
 
-    def pcm16(self) -> np.ndarray:
+    def pcm16(self) -> npt.NDArray[np.int16]:
         """Zero-copy read-only int16 view of PCM output audio."""
-        return np.frombuffer(self.audio, dtype="<i2")
+        return pcm16_view(self.audio)
 
 
 class EndOfStream(msgspec.Struct, frozen=True, kw_only=True):

@@ -102,13 +102,14 @@ def lookup_format(name: str, direction: Direction) -> AudioFormat:
         suffix = canonical[4:]
         if suffix.isdigit() and int(suffix) in _PCM_RATES:
             return AudioFormat(canonical, Codec.PCM16, int(suffix), 2)
+        raise ValueError(f"unknown audio format {name!r}; allowed: {', '.join(FORMAT_NAMES)}")
     elif canonical == "ulaw_8000":
         return AudioFormat(canonical, Codec.ULAW, 8000, 1)
     elif canonical == "alaw_8000":
         return AudioFormat(canonical, Codec.ALAW, 8000, 1)
     elif canonical == "wav":
-        rate = None if direction is Direction.INPUT else 48000
-        return AudioFormat(canonical, Codec.WAV, rate, None)
+        wav_rate = None if direction is Direction.INPUT else 48000
+        return AudioFormat(canonical, Codec.WAV, wav_rate, None)
     elif canonical == "opus":
         return AudioFormat(canonical, Codec.OPUS, None, None)
     raise ValueError(f"unknown audio format {name!r}; allowed: {', '.join(FORMAT_NAMES)}")

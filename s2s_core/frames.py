@@ -173,7 +173,7 @@ class FrameWriter:
             fin: False for every fragment of a message but the last.
 
         Returns:
-            The frame (header, masking key if any, payload) as one object.
+            The frame (header, masking key if any, payload) as one bytes object.
 
         Raises:
             LocalProtocolError: A control frame above 125 bytes or not final,
@@ -426,6 +426,9 @@ class FrameReader:
                 out.append((opcode, payload))
                 if op == 8:
                     self._closed = True
+                    self._fragments = []
+                    self._msg_opcode = None
+                    self._utf8 = None
                     return size_all
                 continue
             fin = b0 & 0x80

@@ -33,7 +33,7 @@ from .setup import Setup
 try:
     import pybase64 as _b64
 
-    def _b64decode(data: bytes | str) -> bytes:
+    def _b64decode(data: bytes | str | memoryview) -> bytes:
         return _b64.b64decode(data, validate=True)
 
     def _b64encode(data: bytes | bytearray | memoryview) -> bytes:
@@ -42,7 +42,7 @@ try:
 except ImportError:  # pragma: no cover - pybase64 is a dependency; this is a safety net
     import base64 as _std_b64
 
-    def _b64decode(data: bytes | str) -> bytes:
+    def _b64decode(data: bytes | str | memoryview) -> bytes:
         return _std_b64.b64decode(data, validate=True)
 
     def _b64encode(data: bytes | bytearray | memoryview) -> bytes:

@@ -75,8 +75,16 @@ class ProtocolState(enum.Enum):
 class RequestInfo:
     """What is known of one request (its id, both sides' states, ready)."""
 
-    __slots__ = ("client_req_id", "setup", "client", "server", "ready", "closes_socket",
-                 "_audio_kind", "_sample_bytes")
+    __slots__ = (
+        "_audio_kind",
+        "_sample_bytes",
+        "client",
+        "client_req_id",
+        "closes_socket",
+        "ready",
+        "server",
+        "setup",
+    )
 
     def __init__(self, setup: Setup) -> None:
         self.client_req_id = setup.client_req_id

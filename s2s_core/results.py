@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
+from .audio import pcm16_view
 from .errors import ConnectionClosedError, S2SError, server_error_for
 from .events import Audio, Closed, EndOfStream, ErrorMessage, Ready, ServerEvent, Text
 
@@ -42,7 +44,13 @@ class S2SResult(msgspec.Struct, frozen=True, kw_only=True):
     text_with_timestamps: list[TextWithTimestamps]
     complete: bool = True
 
-    def pcm16(self) -> np.ndarray:
+    def __repr__(self) -> str:
+        return (f"S2SResult(raw_data=<{len(self.raw_data)} bytes>, sample_rate={self.sample_rate}, "
+                f"output_format={self.output_format!r}, request_id={self.request_id!r}, "
+                f"text={self.text!r}, segments={len(self.text_with_timestamps)}, "
+                f"complete={self.complete})")
+
+    def pcm16(self) -> npt.NDArray[np.int16]:
         """The output as int16 samples (pcm output formats only).
 
         Raises:
@@ -50,11 +58,13 @@ class S2SResult(msgspec.Struct, frozen=True, kw_only=True):
         """
         if self.output_format is None or not self.output_format.startswith("pcm"):
             raise ValueError(f"output_format is {self.output_format!r}, not pcm")
-        return np.frombuffer(self.raw_data, dtype="<i2")
+        return pcm16_view(self.raw_data)
 
-    def pcm(self) -> np.ndarray:
+    def pcm(self) -> npt.NDArray[np.float32]:
         """The output as float32 samples in [-1, 1) (pcm output formats only)."""
-        return self.pcm16().astype(np.float32) / np.float32(32768.0)
+        samples: npt.NDArray[np.float32] = self.pcm16().astype(np.float32)
+        samples *= np.float32(1 / 32768)
+        return samples
 
 
 def error_from_event(event: ErrorMessage | Closed, request_id: str | None = None) -> S2SError:
@@ -71,7 +81,7 @@ def error_from_event(event: ErrorMessage | Closed, request_id: str | None = None
 class ResultCollector:
     """Accumulates one request's events; ``result()`` once it ended."""
 
-    __slots__ = ("output_format", "ready", "_chunks", "_texts", "done", "error")
+    __slots__ = ("_chunks", "_texts", "done", "error", "output_format", "ready")
 
     def __init__(self, output_format: str | None) -> None:
         self.output_format = output_format

@@ -119,7 +119,7 @@ class ServerConfig:
 
 
 class _Request:
-    __slots__ = ("engine", "client_req_id", "closes_socket", "sent")
+    __slots__ = ("client_req_id", "closes_socket", "engine", "sent")
 
     def __init__(self, engine: Engine, setup: Setup) -> None:
         self.engine = engine

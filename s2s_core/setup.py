@@ -143,6 +143,14 @@ class Setup(msgspec.Struct, frozen=True, kw_only=True):
                 wire[name] = value
         return wire
 
+    def to_wire_kwargs(self) -> dict[str, Any]:
+        """The non-default fields as keyword arguments (``s2s_realtime(**...)``)."""
+        wire = self.to_wire()
+        del wire["type"]
+        if not self.require_voice_id:
+            wire["require_voice_id"] = False
+        return wire
+
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self.to_wire().items() if k != "type")
         return f"Setup({shown})"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import itertools
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -72,7 +75,7 @@ def test_silence_gives_no_text_and_timed_frames() -> None:
     frames = [o for o in outputs if isinstance(o, AudioOut)]
     assert [len(f.data) for f in frames] == [7680] * 12 + [96000 - 12 * 7680]
     assert frames[0].start_s == 0.0
-    for before, after in zip(frames, frames[1:], strict=False):
+    for before, after in itertools.pairwise(frames):
         assert before.stop_s == after.start_s
     assert frames[-1].stop_s == pytest.approx(1.0)
     assert engine.input_seconds == pytest.approx(1.0)
@@ -141,8 +144,6 @@ def test_alaw_and_ulaw_output() -> None:
 
 
 def wav_file(pcm: npt.NDArray[np.int16], rate: int) -> bytes:
-    import io
-
     file = io.BytesIO()
     write_wav(file, pcm, rate, channels=1 if pcm.ndim == 1 else pcm.shape[1])
     return file.getvalue()
@@ -187,7 +188,7 @@ def test_wav_out_starts_with_streaming_header() -> None:
 def test_wav_out_without_input_is_a_valid_empty_file() -> None:
     outputs = LoopbackEngine("pcm", "wav").finish()
     assert outputs == [AudioOut(wav_header(48000), 0.0, 0.0)]
-    assert read_wav(outputs[0].data).samples.size == 0
+    assert read_wav(audio_of(outputs)).samples.size == 0
 
 
 def test_odd_pcm_bytes_are_carried() -> None:
@@ -233,6 +234,13 @@ def test_errors_for_bad_input_and_misuse() -> None:
     engine = LoopbackEngine("wav", "pcm")
     with pytest.raises(EngineError, match="not a WAV") as info:
         engine.feed(b"OggS\x00\x00")
+    assert info.value.code == 1008
+
+    engine = LoopbackEngine("wav", "pcm")
+    hostile = bytearray(wav_header(16000))
+    hostile[24:28] = (4_000_000_000).to_bytes(4, "little")  # the sample rate field
+    with pytest.raises(EngineError, match="4000000000 Hz") as info:
+        engine.feed(bytes(hostile))
     assert info.value.code == 1008
 
     engine = LoopbackEngine("wav", "pcm")

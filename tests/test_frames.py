@@ -21,7 +21,8 @@ from wsproto.events import (
     Pong,
     TextMessage,
 )
-from wsproto.frame_protocol import CloseReason
+from wsproto.frame_protocol import CloseReason, FrameProtocol, ParseFailed
+from wsproto.frame_protocol import Opcode as WsOpcode
 
 from s2s_core.errors import LocalProtocolError, MessageTooBig, RemoteProtocolError
 from s2s_core.frames import (
@@ -661,6 +662,45 @@ def test_no_limit() -> None:
         FrameReader(expect_masked=False, max_message_size=-1)
 
 
+def test_fragmented_text_fails_on_the_bad_fragment() -> None:
+    writer = FrameWriter(mask=False)
+    reader = FrameReader(expect_masked=False)
+    assert reader.feed(writer.frame(Opcode.TEXT, "€".encode()[:2], fin=False)) == []
+    assert reader.error is None
+    assert reader.feed(writer.frame(Opcode.CONTINUATION, b"x", fin=False)) == []
+    assert reader.error is not None
+    assert reader.error.close_code == 1007
+
+
+@pytest.mark.parametrize("mask", [True, False])
+def test_input_after_close_is_ignored(mask: bool) -> None:
+    writer = FrameWriter(mask=mask)
+    good, kept = preamble(mask)
+    close = writer.close_frame(1001, "going")
+    after = writer.frame(Opcode.TEXT, b"late") + b"\xff\xff garbage"
+    for chunks in ([good + close + after], bytewise(good + close + after)):
+        reader = FrameReader(expect_masked=mask)
+        assert read_chunks(reader, chunks) == [*kept, (Opcode.CLOSE, b"\x03\xe9going")]
+        assert reader.close_received
+        assert reader.error is None
+        assert reader.buffered == 0
+        assert reader.feed(after) == []
+
+
+def test_large_frame_in_small_chunks() -> None:
+    payload = os.urandom(1_000_003)
+    for mask in (True, False):
+        data = FrameWriter(mask=mask).frame(Opcode.BINARY, payload)
+        reader = FrameReader(expect_masked=mask)
+        got = []
+        for i in range(0, len(data), 4096):
+            got += reader.feed(data[i:i + 4096])
+            if not got:
+                assert reader.buffered == min(i + 4096, len(data))
+        assert got == [(Opcode.BINARY, payload)]
+        assert reader.buffered == 0
+
+
 # --------------------------------------------------------------------------
 # Close payloads
 
@@ -746,3 +786,82 @@ def test_garbage_never_raises(parts: list[bytes], mask: bool, limit: int | None,
                 payload.decode()
         outcomes.append((got, reader.error and (type(reader.error), str(reader.error))))
     assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+def wsproto_frame_level(data: bytes, *, client: bool) -> tuple[list[Norm], int | None]:
+    """wsproto's framing layer on ``data``: messages up to the first close, failure code."""
+    proto = FrameProtocol(client=client, extensions=[])
+    proto.receive_bytes(data)
+    out: list[Norm] = []
+    parts: list[str | bytes] = []
+    try:
+        for frame in proto.received_frames():
+            if frame.opcode is WsOpcode.CLOSE:
+                assert isinstance(frame.payload, tuple)
+                code, reason = frame.payload
+                out.append(("close", int(code), reason))
+                break
+            payload = frame.payload
+            assert isinstance(payload, str | bytes | bytearray)
+            if frame.opcode in (WsOpcode.PING, WsOpcode.PONG):
+                assert not isinstance(payload, str)
+                out.append((frame.opcode.name.lower(), bytes(payload)))
+                continue
+            parts.append(payload if isinstance(payload, str) else bytes(payload))
+            if frame.message_finished:
+                if frame.opcode is WsOpcode.TEXT:
+                    out.append(("text", "".join(p for p in parts if isinstance(p, str))))
+                else:
+                    out.append(("binary", b"".join(p for p in parts if isinstance(p, bytes))))
+                parts = []
+    except ParseFailed as exc:
+        return out, int(exc.code)
+    return out, None
+
+
+def our_frame_level(data: bytes, *, client: bool) -> tuple[list[Norm], int | None, int]:
+    reader = FrameReader(expect_masked=not client, max_message_size=None)
+    messages = reader.feed(data)
+    code = reader.error.close_code if reader.error else None
+    try:
+        got = normalise(messages)
+    except RemoteProtocolError as exc:  # a bad close payload, always the last message
+        got, code = normalise(messages[:-1]), exc.close_code
+    return got, code, reader.buffered
+
+
+frame_soup_part = st.builds(
+    lambda b0, mask, length, key, body: (
+        bytes([b0, length[0] | (0x80 if mask else 0)]) + length[1:]
+        + (key if mask else b"") + body),
+    st.sampled_from([0x81, 0x82, 0x01, 0x02, 0x00, 0x80, 0x89, 0x8A, 0x88, 0x09])
+    | st.integers(0, 255),
+    st.booleans(),
+    st.sampled_from([b"\x00", b"\x01", b"\x02", b"\x05", b"\x7d", b"\x7e\x00\x82",
+                     b"\x7e\x00\x05", b"\x7f" + struct.pack("!Q", 70_000),
+                     b"\x7f" + struct.pack("!Q", 300), b"\x7f" + struct.pack("!Q", 2**63 + 5)]),
+    st.binary(min_size=4, max_size=4),
+    st.binary(max_size=10) | st.sampled_from(["é€😀".encode()[:k] for k in range(10)])
+    | st.sampled_from([b"\x03\xe8", b"\x03\xe8ok", b"\x0b\xb8\xff", b"\x03\xed"]),
+) | st.binary(max_size=12)
+
+
+@settings(FRAMES, max_examples=500)
+@given(st.lists(frame_soup_part, min_size=1, max_size=5), st.booleans())
+def test_frame_soup_against_wsproto(parts: list[bytes], client: bool) -> None:
+    data = b"".join(parts)
+    theirs, their_code = wsproto_frame_level(data, client=client)
+    ours, our_code, buffered = our_frame_level(data, client=client)
+    if ours and ours[-1][:2] == ("close", 1014):
+        return  # a valid code for us, see test_close_codes_against_wsproto
+    if our_code is not None and their_code is None:
+        # We judge from the header alone; wsproto waits for the payload first.
+        assert ours == theirs
+        assert buffered == 0
+        return
+    if their_code == 1007 and our_code is None:
+        # wsproto also validates the UTF-8 of a frame that is still incomplete.
+        assert ours == theirs
+        assert buffered > 0
+        return
+    assert (ours, our_code) == (theirs, their_code)

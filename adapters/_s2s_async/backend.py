@@ -45,10 +45,13 @@ class Event(Protocol):
     async def wait(self) -> None: ...
 
 
-class SendChannel(Protocol, Generic[T]):
-    async def send(self, item: T) -> None: ...
+T_contra = TypeVar("T_contra", contravariant=True)
 
-    def send_nowait(self, item: T) -> None: ...
+
+class SendChannel(Protocol, Generic[T_contra]):
+    async def send(self, item: T_contra) -> None: ...
+
+    def send_nowait(self, item: T_contra) -> None: ...
 
     def close(self) -> None: ...
 
@@ -69,8 +72,11 @@ class Backend(Protocol):
     """Exceptions of a broken transport (reset, closed, TLS failure)."""
     end_of_channel: tuple[type[BaseException], ...]
     """Raised by ``receive`` on a closed and drained channel."""
-    would_block: type[BaseException]
-    """Raised by ``send_nowait``/``receive_nowait`` when they cannot proceed."""
+
+    @property
+    def would_block(self) -> type[Exception]:
+        """Raised by ``send_nowait``/``receive_nowait`` when they cannot proceed."""
+        ...
 
     async def connect(self, target: WebSocketTarget,
                       ssl_context: ssl.SSLContext | None) -> Any: ...

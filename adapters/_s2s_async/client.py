@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Union
 import numpy as np
 
 from s2s_core.audio_input import Chunk, InputChunker, Pacer
-from s2s_core.errors import S2SError
+from s2s_core.errors import InvalidAudio, S2SError
 from s2s_core.events import Audio, ServerEvent
 from s2s_core.results import S2SResult, TextWithTimestamps
 from s2s_core.setup import Setup
@@ -117,7 +117,7 @@ class S2SStream:
         """Output audio bytes, in the setup's output format."""
         async for event in self._request:
             if type(event) is Audio:
-                yield event.audio  # type: ignore[union-attr]
+                yield event.audio
 
     async def result(self) -> S2SResult:
         """Consume the rest and return the whole result."""
@@ -239,7 +239,7 @@ async def _running_stream(backend: Backend, conn: Connection, setup: Setup,
                 yield S2SStream(request)
             finally:
                 tasks.cancel_scope.cancel()
-    except BaseException as exc:  # noqa: BLE001 - re-raised unwrapped
+    except BaseException as exc:
         failure = unwrap_group(exc, backend.cancelled_class())
     if failure is not None:
         raise failure
@@ -269,9 +269,9 @@ async def _feed(backend: Backend, request: Request, chunker: InputChunker, audio
                 await send(chunker.feed(piece))
         await send(chunker.finish())
         await request.send_end_of_stream()
-    except S2SError as exc:
-        # The request already failed (the reader delivers the reason); a bad
-        # input fails it here so the consumer sees it instead of a hang.
-        if request._terminal is None and request.collector.error is None:
-            request._end(exc)
-            await request._conn.aclose(1000, "bad input")
+    except InvalidAudio as exc:
+        # Bad input fails the request here, so the consumer sees it instead of a hang.
+        request._end(exc)
+        await request._conn.aclose(1000, "bad input")
+    except S2SError:
+        pass  # the request already ended; the reader delivers the reason

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import math
 import ssl
+import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from s2s_core.connection import ClientConnection, ConnectionState
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 from s2s_core.errors import (
+    ConnectError,
     ConnectionClosedError,
     ConnectTimeout,
     LocalProtocolError,
@@ -87,6 +92,9 @@ class Request:
     send_eos = send_end_of_stream
 
     def _check_open(self, what: str) -> None:
+        closed = self._conn.core.closed_event
+        if closed is not None and self._terminal is None and not self.collector.done:
+            raise error_from_event(closed, self.collector.request_id)
         if self._finished or self._terminal is not None:
             error = self._terminal or self.collector.error
             if error is not None:
@@ -140,9 +148,10 @@ class Request:
         elif kind is EndOfStream:
             self.collector.add(event)
             self._finished = True
-        elif kind is ErrorMessage:
+        elif isinstance(event, ErrorMessage):
             self._finished = True
-            raise self.collector.fail(error_from_event(event, self.collector.request_id))  # type: ignore[arg-type]
+            raise self.collector.fail(
+                self._terminal or error_from_event(event, self.collector.request_id))
         return event
 
     def _failure(self) -> S2SError:
@@ -177,8 +186,11 @@ class Request:
 
     async def _deliver(self, event: ServerEvent) -> None:
         if type(event) is Ready:
-            self.collector.ready = event  # type: ignore[assignment]
+            self.collector.ready = event
             self._ready_event.set()
+        if isinstance(event, ErrorMessage) and self._terminal is None:
+            # Known at once, so wait_ready fails with it even before it is consumed.
+            self._terminal = error_from_event(event, self.collector.request_id)
         backend = self._conn.backend
         try:
             await self._inbox_send.send(event)
@@ -191,7 +203,7 @@ class Request:
     def _deliver_nowait(self, event: ServerEvent) -> None:
         """Deliver if there is room (the connection is closing; nobody waits)."""
         if type(event) is Ready:
-            self.collector.ready = event  # type: ignore[assignment]
+            self.collector.ready = event
             self._ready_event.set()
         backend = self._conn.backend
         except_types = (backend.would_block, *backend.end_of_channel, *backend.transport_errors)
@@ -226,6 +238,7 @@ class Connection:
         self.closed = backend.event()
         self.closed_event: Closed | None = None
         self._transport_closed = False
+        self._write_error: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.core!r}>"
@@ -263,6 +276,9 @@ class Connection:
     async def _write_pending(self) -> None:
         """Send the core's outbox; call with the write lock held."""
         while not self._transport_closed:
+            if self._write_error is not None:
+                self.core.data_to_send()  # nowhere to go
+                raise ConnectionClosedError(1006, "", f"write failed: {self._write_error!r}")
             data = self.core.data_to_send()
             if not data:
                 return
@@ -274,8 +290,9 @@ class Connection:
                 self._wake_timer()
                 raise
             except self.backend.transport_errors as exc:
-                self.core.transport_failed(exc, now=self.backend.current_time())
-                self._wake_timer()
+                # The reader still drains what the peer sent before it went away,
+                # then reports the close; a write error must not lose that data.
+                self._write_error = exc
                 return
 
     def _kick_writer(self) -> None:
@@ -288,7 +305,10 @@ class Connection:
             await self._write_wakeup.wait()
             self._write_wakeup = self.backend.event()
             async with self._write_lock:
-                await self._write_pending()
+                try:
+                    await self._write_pending()
+                except ConnectionClosedError:
+                    return
             if self.core.state is ConnectionState.CLOSED or self._transport_closed:
                 return
 
@@ -333,21 +353,21 @@ class Connection:
         """Deliver the core's events in order (one router at a time keeps the order)."""
         async with self._route_lock:
             for event in self.core.events_received():
-                if type(event) is Closed:
-                    self._on_closed(event)  # type: ignore[arg-type]
+                if isinstance(event, Closed):
+                    self._on_closed(event)
                     continue
                 request = self._route(getattr(event, "client_req_id", None))
                 if request is None:
                     continue
                 if self._discarding:
-                    request._deliver_nowait(event)  # type: ignore[arg-type]
+                    request._deliver_nowait(event)
                     continue
                 with self.backend.move_on_at(math.inf) as scope:
                     self._delivery_scope = scope
-                    await request._deliver(event)  # type: ignore[arg-type]
+                    await request._deliver(event)
                 self._delivery_scope = None
                 if scope.cancelled_caught:
-                    request._deliver_nowait(event)  # type: ignore[arg-type]
+                    request._deliver_nowait(event)
 
     def _route(self, client_req_id: str | None) -> Request | None:
         request = self._requests.get(client_req_id)
@@ -375,7 +395,10 @@ class Connection:
                 # Last words (a close echo) go out before the socket closes.
                 with backend.move_on_at(backend.current_time() + 1.0):
                     async with self._write_lock:
-                        await self._write_pending()
+                        try:
+                            await self._write_pending()
+                        except ConnectionClosedError:
+                            pass
             self._transport_closed = True
             self._write_wakeup.set()
             await backend.aclose_forcefully(self._stream)
@@ -390,7 +413,10 @@ class Connection:
         if core.state is not ConnectionState.CLOSED:
             core.close(code, reason, now=self.backend.current_time())
             self._wake_timer()
-            await self.flush()
+            try:
+                await self.flush()
+            except ConnectionClosedError:
+                pass  # the reader reports how the connection ended
             await self.closed.wait()
         await self._close_transport()
 
@@ -450,14 +476,30 @@ class Session:
         await self.connection.aclose()
 
 
+def _describe(exc: BaseException) -> str:
+    """An exception's text, with its cause's (trio wraps TLS errors)."""
+    text = str(exc) or type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    return f"{text}: {cause}" if cause is not None and str(cause) not in text else text
+
+
+def _early_failure(core: ClientConnection) -> S2SError:
+    """Why a connection ended during the upgrade (an auth error arrives just after it)."""
+    closed = core.closed_event
+    assert closed is not None
+    for event in core.events_received():
+        if isinstance(event, ErrorMessage):
+            return error_from_event(event)
+    return error_from_event(closed)
+
+
 def unwrap_group(exc: BaseException, cancelled: type[BaseException]) -> BaseException:
     """The one meaningful exception inside (nested) exception groups."""
     while isinstance(exc, BaseExceptionGroup):
-        inner = [e for e in exc.exceptions if not isinstance(e, cancelled)]
+        inner: list[BaseException] = [e for e in exc.exceptions if not isinstance(e, cancelled)]
         if len(inner) != 1:
-            if not inner:
-                return exc.exceptions[0]
-            return exc
+            first: BaseException = exc.exceptions[0]
+            return first if not inner else exc
         exc = inner[0]
     return exc
 
@@ -493,7 +535,11 @@ async def open_connection(
     deadline = math.inf if connect_timeout is None else now + connect_timeout
     stream = None
     with backend.move_on_at(deadline) as scope:
-        stream = await backend.connect(target, ssl_context if target.secure else None)
+        try:
+            stream = await backend.connect(target, ssl_context if target.secure else None)
+        except backend.transport_errors as exc:
+            raise ConnectError(f"cannot connect to {target.host_header}: "
+                               f"{_describe(exc)}") from exc
         try:
             await backend.send_all(stream, core.data_to_send())
             while core.state is ConnectionState.CONNECTING:
@@ -515,9 +561,7 @@ async def open_connection(
         if scope.cancelled_caught:
             raise ConnectTimeout(f"connecting to {target.host_header} took more than "
                                  f"{connect_timeout} s")
-        closed = core.closed_event
-        assert closed is not None
-        raise closed.error or ConnectionClosedError(closed.code, closed.reason)
+        raise _early_failure(core)
     conn = Connection(backend, stream, core, queue_size=queue_size)
     failure: BaseException | None = None
     try:
@@ -534,7 +578,7 @@ async def open_connection(
                 with backend.cancel_shielded():
                     await conn.aclose()
                 tasks.cancel_scope.cancel()
-    except BaseException as exc:  # noqa: BLE001 - re-raised unwrapped
+    except BaseException as exc:
         failure = unwrap_group(exc, backend.cancelled_class())
     if failure is not None:
         raise failure

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import ssl
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager

@@ -19,7 +19,13 @@ import anyio.from_thread
 from anyio.streams.tls import TLSStream
 
 from s2s_core.connection import ConnectionState, ServerConnection
-from s2s_core.server_session import EngineFactory, FaultPlan, ServerConfig, ServerSession, loopback_engine
+from s2s_core.server_session import (
+    EngineFactory,
+    FaultPlan,
+    ServerConfig,
+    ServerSession,
+    loopback_engine,
+)
 from s2s_core.urls import S2S_ROUTE
 
 __all__ = ["serve", "run_server", "ServerConfig", "server_url"]
@@ -141,7 +147,7 @@ class _Peer:
     async def flush(self) -> None:
         async with self.lock:
             data = self.conn.data_to_send()
-            if data and not self.session.abort_transport:
+            if data:  # what was queued before an injected drop still goes out
                 await self.stream.send(data)
         if self.session.abort_transport:
             await anyio.aclose_forcefully(self.stream)
