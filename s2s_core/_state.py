@@ -25,12 +25,18 @@ __all__ = [
 class Sender(enum.Enum):
     """Who sent a message."""
 
+    # Identity hashing: table lookups run per message, and Enum hashes by name in Python.
+    __hash__ = object.__hash__
+
     CLIENT = "client"
     SERVER = "server"
 
 
 class Kind(enum.Enum):
     """Message types that move the lifecycle (unknown types never do)."""
+
+    # Identity hashing: table lookups run per message, and Enum hashes by name in Python.
+    __hash__ = object.__hash__
 
     SETUP = "setup"
     AUDIO = "audio"
@@ -42,6 +48,9 @@ class Kind(enum.Enum):
 
 class RequestState(enum.Enum):
     """State of one sender within one request."""
+
+    # Identity hashing: table lookups run per message, and Enum hashes by name in Python.
+    __hash__ = object.__hash__
 
     IDLE = "idle"
     AWAITING_READY = "awaiting_ready"

@@ -44,9 +44,8 @@ class Opcode(enum.IntEnum):
 Payload: TypeAlias = bytes | bytearray | memoryview
 
 # Indexed by the 4-bit opcode of a frame; None marks a reserved opcode.
-_OPCODES: tuple[Opcode | None, ...] = tuple(
-    Opcode(i) if i in Opcode._value2member_map_ else None for i in range(16)
-)
+_OPCODES: tuple[Opcode | None, ...] = tuple({int(op): op for op in Opcode}.get(i)
+                                             for i in range(16))
 _MAX_CONTROL_PAYLOAD = 125
 _KEY_BATCH = 4096  # bytes drawn from the key source at a time: 1024 masking keys
 

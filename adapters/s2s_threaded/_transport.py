@@ -1,0 +1,80 @@
+"""Opening the socket: TCP, TLS and the WebSocket upgrade, within one deadline."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+
+from s2s_core.connection import ClientConnection, ConnectionState
+from s2s_core.errors import ConnectionClosedError, ConnectTimeout
+from s2s_core.urls import WebSocketTarget
+
+__all__ = ["READ_SIZE", "connect_websocket"]
+
+READ_SIZE = 256 * 1024
+
+
+def connect_websocket(core: ClientConnection, target: WebSocketTarget,
+                      ssl_context: ssl.SSLContext | None,
+                      connect_timeout: float | None) -> socket.socket:
+    """Open ``target`` and run ``core``'s upgrade; return the socket in blocking mode.
+
+    Errors opening the socket or TLS propagate as they are (refused, bad
+    certificate); a transport failure during the upgrade becomes the core's
+    close error.
+
+    Raises:
+        ConnectTimeout: TCP + TLS + upgrade took more than ``connect_timeout``.
+        HandshakeRejected: The server refused the upgrade.
+        ConnectionClosedError: The connection ended during the upgrade.
+    """
+    deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
+    try:
+        sock = socket.create_connection((target.host, target.port), timeout=_left(deadline))
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if ssl_context is not None:
+                sock.settimeout(_left(deadline))
+                sock = ssl_context.wrap_socket(sock, server_hostname=target.host)
+            _upgrade(core, sock, deadline)
+        except BaseException:
+            sock.close()
+            raise
+    except TimeoutError as exc:
+        raise ConnectTimeout(f"connecting to {target.host_header} took more than "
+                             f"{connect_timeout} s") from exc
+    closed = core.closed_event
+    if closed is not None:
+        sock.close()
+        raise closed.error or ConnectionClosedError(closed.code, closed.reason)
+    # Timeouts are per-socket state; once other threads share it, it must block.
+    sock.settimeout(None)
+    return sock
+
+
+def _upgrade(core: ClientConnection, sock: socket.socket, deadline: float | None) -> None:
+    try:
+        sock.settimeout(_left(deadline))
+        sock.sendall(core.data_to_send())
+        while core.state is ConnectionState.CONNECTING:
+            sock.settimeout(_left(deadline))
+            data = sock.recv(READ_SIZE)
+            if data:
+                core.receive_data(data, now=time.monotonic())
+            else:
+                core.receive_eof(now=time.monotonic())
+    except TimeoutError:
+        raise
+    except OSError as exc:
+        core.transport_failed(exc, now=time.monotonic())
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds until ``deadline`` for ``settimeout`` (None: no deadline)."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("connect deadline passed")
+    return left
