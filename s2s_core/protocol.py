@@ -81,6 +81,7 @@ class RequestInfo:
         "client",
         "client_req_id",
         "closes_socket",
+        "error",
         "ready",
         "server",
         "setup",
@@ -92,6 +93,7 @@ class RequestInfo:
         self.client = RequestState.IDLE
         self.server = RequestState.IDLE
         self.ready: Ready | None = None
+        self.error: ErrorMessage | None = None
         self.closes_socket = not setup.reuses_socket
         fmt = lookup_format(setup.input_format, Direction.INPUT)
         self._audio_kind = fmt.codec
@@ -293,6 +295,7 @@ class ClientProtocol:
                 life.finished = True
                 for live in life.live():
                     live.server = live.client = RequestState.FAILED
+                    live.error = event  # type: ignore[assignment]
                 return [event]
             raise RemoteProtocolError(
                 f"server sent {kind.value} for unknown client_req_id {client_req_id!r}"
@@ -306,6 +309,9 @@ class ClientProtocol:
         if kind is Kind.READY:
             assert isinstance(event, Ready)
             request.ready = event
+        elif kind is Kind.ERROR:
+            assert isinstance(event, ErrorMessage)
+            request.error = event
         return [event]
 
 

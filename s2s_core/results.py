@@ -120,6 +120,10 @@ class ResultCollector:
             error.partial_result = self._build(complete=False)
         return error
 
+    def snapshot(self) -> S2SResult:
+        """What has arrived so far, as a partial result (the request goes on)."""
+        return self._build(complete=False)
+
     @property
     def request_id(self) -> str | None:
         """The server's request id, once ready arrived."""

@@ -68,6 +68,11 @@ class Harness:
                   **kwargs: Any) -> list[S2SResult]:
         raise NotImplementedError
 
+    def realtime_outcome(self, url: str, setup: Setup, chunks: Sequence[bytes],
+                         **kwargs: Any) -> StreamOutcome:
+        """Like ``realtime``, but the error (if any) is returned with what came before."""
+        raise NotImplementedError
+
 
 def client_args(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split test kwargs into S2SClient arguments and call arguments."""
@@ -141,6 +146,28 @@ class AsyncHarness(Harness):
         self.run(go)
         return events
 
+    def realtime_outcome(self, url: str, setup: Setup, chunks: Sequence[bytes],
+                         **kwargs: Any) -> StreamOutcome:
+        client_kw, _ = client_args(dict(kwargs))
+        client = self.module.S2SClient(base_url=base_url_of(url), **client_kw)
+        out = StreamOutcome()
+
+        async def go() -> None:
+            try:
+                async with client.s2s_realtime(**setup.to_wire_kwargs()) as session:
+                    for chunk in chunks:
+                        await session.send_audio(chunk)
+                    await session.send_end_of_stream()
+                    async for event in session:
+                        out.events.append(event)
+                        if isinstance(event, Audio):
+                            out.audio += event.audio
+            except Exception as exc:  # noqa: BLE001 - recorded for the test
+                out.error = exc
+
+        self.run(go)
+        return out
+
     def multiplex(self, url: str, jobs: Sequence[tuple[Setup, bytes]],
                   **kwargs: Any) -> list[S2SResult]:
         client_kw, _ = client_args(dict(kwargs))
@@ -201,6 +228,24 @@ class ThreadedHarness(Harness):
             session.send_end_of_stream()
             events.extend(session)
         return events
+
+    def realtime_outcome(self, url: str, setup: Setup, chunks: Sequence[bytes],
+                         **kwargs: Any) -> StreamOutcome:
+        client_kw, _ = client_args(dict(kwargs))
+        client = self.module.S2SClient(base_url=base_url_of(url), **client_kw)
+        out = StreamOutcome()
+        try:
+            with client.s2s_realtime(**setup.to_wire_kwargs()) as session:
+                for chunk in chunks:
+                    session.send_audio(chunk)
+                session.send_end_of_stream()
+                for event in session:
+                    out.events.append(event)
+                    if isinstance(event, Audio):
+                        out.audio += event.audio
+        except Exception as exc:  # noqa: BLE001 - recorded for the test
+            out.error = exc
+        return out
 
     def multiplex(self, url: str, jobs: Sequence[tuple[Setup, bytes]],
                   **kwargs: Any) -> list[S2SResult]:

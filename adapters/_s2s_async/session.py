@@ -92,13 +92,21 @@ class Request:
     send_eos = send_end_of_stream
 
     def _check_open(self, what: str) -> None:
+        info = self._conn.core.protocol.request(self.client_req_id)
+        if info is not None and info.error is not None and self._terminal is None:
+            # The server's error is in, though not yet consumed: it is the reason.
+            error = error_from_event(info.error, self.collector.request_id)
+            error.partial_result = self.collector.snapshot()
+            raise error
         closed = self._conn.core.closed_event
         if closed is not None and self._terminal is None and not self.collector.done:
-            raise error_from_event(closed, self.collector.request_id)
+            error = error_from_event(closed, self.collector.request_id)
+            error.partial_result = self.collector.snapshot()
+            raise error
         if self._finished or self._terminal is not None:
-            error = self._terminal or self.collector.error
-            if error is not None:
-                raise error
+            ended = self._terminal or self.collector.error
+            if ended is not None:
+                raise ended
             raise LocalProtocolError(f"cannot {what}: the request has ended")
 
     # -- receiving --
