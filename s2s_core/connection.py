@@ -157,7 +157,8 @@ class _Base(abc.ABC):
             self._fail(KeepaliveTimeout("no pong to our keepalive ping in time"), 1011,
                        "keepalive ping timeout")
             return
-        if self._next_ping is not None and now >= self._next_ping and self.state is ConnectionState.OPEN:
+        ping_due = self._next_ping is not None and now >= self._next_ping
+        if ping_due and self.state is ConnectionState.OPEN:
             self._send_ping(now)
         self._role_timers(now)
 
@@ -185,7 +186,7 @@ class _Base(abc.ABC):
         if rest:
             self._receive_frames(rest)
 
-    def _on_open(self) -> None:
+    def _on_open(self) -> None:  # noqa: B027 - optional hook
         """Hook for the roles."""
 
     def _send_ping(self, now: float) -> None:
@@ -245,7 +246,8 @@ class _Base(abc.ABC):
 
     def _fail(self, error: S2SError, code: int, reason: str) -> None:
         """End the connection because of ``error``: queue a close, emit Closed."""
-        if self.state in (ConnectionState.OPEN, ConnectionState.CLOSING) and self._close_sent is None:
+        open_ = self.state in (ConnectionState.OPEN, ConnectionState.CLOSING)
+        if open_ and self._close_sent is None:
             self._outbox.append(self._writer.close_frame(code, reason))
             self._close_sent = (code, reason)
         self._finish(code, reason, error)
@@ -259,10 +261,10 @@ class _Base(abc.ABC):
         self.closed_event = Closed(code=code, reason=reason, error=error)
         self._events.append(self.closed_event)
 
-    def _role_closed(self) -> None:
+    def _role_closed(self) -> None:  # noqa: B027 - optional hook
         """Hook for the roles (clear their timers)."""
 
-    def _role_timers(self, now: float) -> None:
+    def _role_timers(self, now: float) -> None:  # noqa: B027 - optional hook
         """Hook for the roles."""
 
     @abc.abstractmethod
@@ -363,7 +365,8 @@ class ClientConnection(_Base):
             host=self.target.host_header, target=self.target.target, extra_headers=headers)))
 
     def __repr__(self) -> str:
-        return f"<ClientConnection {self.target.host_header}{self.target.target.split('?')[0]} {self.state.value}>"
+        path = self.target.target.split("?")[0]  # never show a token
+        return f"<ClientConnection {self.target.host_header}{path} {self.state.value}>"
 
     # -- application calls --
 
@@ -480,7 +483,7 @@ class ClientConnection(_Base):
     def _closed_error(self, code: int, reason: str, *, initiated: bool = False) -> S2SError | None:
         if initiated:
             return None  # we asked for the close; the adapter knows why
-        if code == 1000 and self.protocol.state is not ProtocolState.ACTIVE:
+        if code in (1000, 1001, 1005) and self.protocol.state is not ProtocolState.ACTIVE:
             return None
         detail = None if code != 1000 else "the server closed before the request ended"
         return ConnectionClosedError(code, reason, detail)
@@ -512,6 +515,8 @@ class ClientConnection(_Base):
                 return
 
     def _receive_reject_body(self, data: bytes) -> None:
+        if not data:
+            return  # h11 reads b"" as end of file; the body may still come
         try:
             self._handshake.receive_data(data)
             events = list(self._handshake.events())
@@ -656,7 +661,8 @@ class ServerConnection(_Base):
             events = self.protocol.receive_message(payload)
         except RemoteProtocolError as exc:
             code = exc.close_code if exc.close_code in (1002, 1008) else 1002
-            self._outbox.append(self._writer.frame(Opcode.TEXT, self.protocol.send_error(str(exc), code)))
+            answer = self.protocol.send_error(str(exc), code)
+            self._outbox.append(self._writer.frame(Opcode.TEXT, answer))
             self._fail(exc, code, _close_reason(exc))
             return
         self._events.extend(events)

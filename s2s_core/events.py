@@ -9,7 +9,7 @@ Server events (``Ready``, ``Text``, ``Audio``, ``EndOfStream``, ``ErrorMessage``
 
 from __future__ import annotations
 
-from typing import ClassVar, Union
+from typing import ClassVar
 
 import msgspec
 import numpy as np
@@ -144,7 +144,7 @@ class EndOfStreamReceived(msgspec.Struct, frozen=True, kw_only=True):
     final: bool = False
 
 
-ServerEvent = Union[Ready, Text, Audio, EndOfStream, ErrorMessage, UnknownMessage]
-Event = Union[Ready, Text, Audio, EndOfStream, ErrorMessage, UnknownMessage, Closed]
-ClientEvent = Union[SetupReceived, AudioReceived, EndOfStreamReceived]
-ServerSideEvent = Union[SetupReceived, AudioReceived, EndOfStreamReceived, Closed]
+ServerEvent = Ready | Text | Audio | EndOfStream | ErrorMessage | UnknownMessage
+Event = Ready | Text | Audio | EndOfStream | ErrorMessage | UnknownMessage | Closed
+ClientEvent = SetupReceived | AudioReceived | EndOfStreamReceived
+ServerSideEvent = SetupReceived | AudioReceived | EndOfStreamReceived | Closed

@@ -133,7 +133,8 @@ class _Lifecycle:
         if self.finished:
             return "the socket takes no more requests (its last request ended or it is closing)"
         if self.reusable is False:
-            return "the socket is single-use: send close_ws_on_eos=False in the first setup to reuse it"
+            return ("the socket is single-use: send close_ws_on_eos=False in the first setup "
+                    "to reuse it")
         rid = setup.client_req_id
         previous = self.requests.get(rid)
         if previous is not None and not previous.ended:
@@ -189,7 +190,7 @@ class _Lifecycle:
 
     def final_end_of_stream_ok(self) -> bool:
         """An unscoped end_of_stream with no unscoped request live closes the socket."""
-        return not self.finished and self.reusable is not False and not self.live()
+        return not self.finished and self.reusable is True and not self.live()
 
 
 def _describe(request: RequestInfo | None, kind: Kind, sender: Sender) -> str:
@@ -249,7 +250,8 @@ class ClientProtocol:
         """Like ``send_audio``, as UTF-8 bytes."""
         request = self._life.requests.get(client_req_id)
         if request is None or request.client is not RequestState.STREAMING:
-            raise LocalProtocolError(f"cannot send audio: {_describe(request, Kind.AUDIO, Sender.CLIENT)}")
+            why = _describe(request, Kind.AUDIO, Sender.CLIENT)
+            raise LocalProtocolError(f"cannot send audio: {why}")
         if request.server in ENDED:
             raise LocalProtocolError("cannot send audio: the server already ended the request")
         payload = _input_bytes(audio, request)
@@ -289,6 +291,8 @@ class ClientProtocol:
         client_req_id: str | None = event.client_req_id  # type: ignore[union-attr]
         life = self._life
         request = life.route(client_req_id)
+        if kind is Kind.ERROR and client_req_id is None and request is not None and request.ended:
+            request = None  # an unscoped error between requests is about the socket
         if request is None:
             if kind is Kind.ERROR:
                 # An unscoped error with no single request to blame: the socket is done.
@@ -377,10 +381,10 @@ class ServerProtocol:
         request = life.requests.get(event.client_req_id)
         if request is None and not life.requests:
             raise RemoteProtocolError("Session not found. Send setup first.", close_code=1002)
-        if kind is Kind.END_OF_STREAM and (request is None or request.client in ENDED):
-            if event.client_req_id is None and life.final_end_of_stream_ok():
-                life.finished = True
-                return [EndOfStreamReceived(final=True)]
+        if (kind is Kind.END_OF_STREAM and (request is None or request.client in ENDED)
+                and event.client_req_id is None and life.final_end_of_stream_ok()):
+            life.finished = True
+            return [EndOfStreamReceived(final=True)]
         if request is not None and request.server in ENDED:
             # Sent before the client saw our end of the request: a race, not a fault.
             return []

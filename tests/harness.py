@@ -123,7 +123,7 @@ class AsyncHarness(Harness):
                         if isinstance(event, Audio):
                             out.audio += event.audio
                     out.texts = list(stream.text_with_timestamps)
-            except Exception as exc:  # noqa: BLE001 - recorded for the test
+            except Exception as exc:
                 out.error = exc
 
         self.run(go)
@@ -153,17 +153,20 @@ class AsyncHarness(Harness):
         out = StreamOutcome()
 
         async def go() -> None:
-            try:
-                async with client.s2s_realtime(**setup.to_wire_kwargs()) as session:
+            async with client.s2s_realtime(**setup.to_wire_kwargs()) as session:
+                try:
                     for chunk in chunks:
                         await session.send_audio(chunk)
                     await session.send_end_of_stream()
+                except Exception as exc:  # what arrived before stays readable
+                    out.error = exc
+                try:
                     async for event in session:
                         out.events.append(event)
                         if isinstance(event, Audio):
                             out.audio += event.audio
-            except Exception as exc:  # noqa: BLE001 - recorded for the test
-                out.error = exc
+                except Exception as exc:
+                    out.error = out.error or exc
 
         self.run(go)
         return out
@@ -176,7 +179,7 @@ class AsyncHarness(Harness):
         async def go() -> list[S2SResult]:
             async with client.connection() as conn:
                 requests = [await conn.start(setup) for setup, _ in jobs]
-                for request, (_, audio) in zip(requests, jobs):
+                for request, (_, audio) in zip(requests, jobs, strict=True):
                     await request.send_audio(audio)
                     await request.send_end_of_stream()
                 results = [await request.result() for request in requests]
@@ -213,7 +216,7 @@ class ThreadedHarness(Harness):
                     if isinstance(event, Audio):
                         out.audio += event.audio
                 out.texts = list(stream.text_with_timestamps)
-        except Exception as exc:  # noqa: BLE001 - recorded for the test
+        except Exception as exc:
             out.error = exc
         return out
 
@@ -234,17 +237,20 @@ class ThreadedHarness(Harness):
         client_kw, _ = client_args(dict(kwargs))
         client = self.module.S2SClient(base_url=base_url_of(url), **client_kw)
         out = StreamOutcome()
-        try:
-            with client.s2s_realtime(**setup.to_wire_kwargs()) as session:
+        with client.s2s_realtime(**setup.to_wire_kwargs()) as session:
+            try:
                 for chunk in chunks:
                     session.send_audio(chunk)
                 session.send_end_of_stream()
+            except Exception as exc:  # what arrived before stays readable
+                out.error = exc
+            try:
                 for event in session:
                     out.events.append(event)
                     if isinstance(event, Audio):
                         out.audio += event.audio
-        except Exception as exc:  # noqa: BLE001 - recorded for the test
-            out.error = exc
+            except Exception as exc:
+                out.error = out.error or exc
         return out
 
     def multiplex(self, url: str, jobs: Sequence[tuple[Setup, bytes]],
@@ -253,7 +259,7 @@ class ThreadedHarness(Harness):
         client = self.module.S2SClient(base_url=base_url_of(url), **client_kw)
         with client.connection() as conn:
             requests = [conn.start(setup) for setup, _ in jobs]
-            for request, (_, audio) in zip(requests, jobs):
+            for request, (_, audio) in zip(requests, jobs, strict=True):
                 request.send_audio(audio)
                 request.send_end_of_stream()
             results = [request.result() for request in requests]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import trustme
 
+from harness import MODES, Harness, harness_for, tone_burst
 from s2s_anyio import run_server
 from s2s_core.audio import to_pcm16
 from s2s_core.errors import (
@@ -19,8 +20,6 @@ from s2s_core.errors import (
 from s2s_core.events import Audio, EndOfStream, Ready, Text, UnknownMessage
 from s2s_core.server_session import BENIGN_FAULTS, Fault, FaultPlan
 from s2s_core.setup import Setup
-
-from harness import MODES, Harness, harness_for, tone_burst
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 from harness import tone_burst
-
 from s2s_anyio import run_server
 from s2s_core.audio import to_pcm16
 

@@ -15,9 +15,8 @@ import pytest
 
 gradium = pytest.importorskip("gradium")  # a test dependency: installed by the dev extra
 
-from harness import base_url_of, tone_burst  # noqa: E402
-
 import s2s_anyio  # noqa: E402
+from harness import base_url_of, tone_burst  # noqa: E402
 from s2s_core.audio import to_pcm16  # noqa: E402
 from s2s_core.engine import AudioOut, LoopbackEngine, TextOut  # noqa: E402
 

@@ -330,7 +330,7 @@ def test_every_triple_is_exercised() -> None:
 def test_both_sides_agree_on_socket_state(scenario: str) -> None:
     pair = build(scenario)
     assert pair.client.state is pair.server.state
-    client, server = SCENARIO_STATES[scenario]
+    _, server = SCENARIO_STATES[scenario]
     if scenario == "fresh":
         assert pair.client.state is ProtocolState.IDLE
     elif server in ENDED:

@@ -7,7 +7,7 @@ import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -24,9 +24,9 @@ from .session import Connection, Request, Session, open_connection, unwrap_group
 __all__ = ["S2SClient", "S2SStream", "ClientOptions", "MissingCredentials", "connect",
            "AudioSource", "SetupLike"]
 
-SetupLike = Union[Setup, Mapping[str, Any]]
-AudioPiece = Union[bytes, bytearray, memoryview, np.ndarray]
-AudioSource = Union[AudioPiece, Iterable[AudioPiece], AsyncIterable[AudioPiece]]
+SetupLike = Setup | Mapping[str, Any]
+AudioPiece = bytes | bytearray | memoryview | np.ndarray
+AudioSource = AudioPiece | Iterable[AudioPiece] | AsyncIterable[AudioPiece]
 """Input audio: all at once, or an (async) iterable of chunks."""
 
 

@@ -9,11 +9,12 @@ knows the protocol: the core does.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import ssl
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from s2s_core.connection import ClientConnection, ConnectionState
@@ -80,14 +81,26 @@ class Request:
         self._check_open("send_audio")
         conn = self._conn
         conn.core.send_audio(audio, self.client_req_id, now=conn.backend.current_time())
-        await conn.flush()
+        await self._flush("send_audio")
 
     async def send_end_of_stream(self) -> None:
         """Tell the server no more audio follows."""
         self._check_open("send_end_of_stream")
         conn = self._conn
         conn.core.send_end_of_stream(self.client_req_id, now=conn.backend.current_time())
-        await conn.flush()
+        await self._flush("send_end_of_stream")
+
+    async def _flush(self, what: str) -> None:
+        try:
+            await self._conn.flush()
+        except ConnectionClosedError:
+            # A failed write: the reader is about to tell how the connection
+            # ended (and drain what arrived first); raise that, not the symptom.
+            backend = self._conn.backend
+            with backend.move_on_at(backend.current_time() + 2.0):
+                await self._conn.closed.wait()
+            self._check_open(what)
+            raise
 
     send_eos = send_end_of_stream
 
@@ -106,6 +119,8 @@ class Request:
         if self._finished or self._terminal is not None:
             ended = self._terminal or self.collector.error
             if ended is not None:
+                if ended.partial_result is None:
+                    ended.partial_result = self.collector.snapshot()
                 raise ended
             raise LocalProtocolError(f"cannot {what}: the request has ended")
 
@@ -215,10 +230,8 @@ class Request:
             self._ready_event.set()
         backend = self._conn.backend
         except_types = (backend.would_block, *backend.end_of_channel, *backend.transport_errors)
-        try:
+        with suppress(*except_types):
             self._inbox_send.send_nowait(event)
-        except except_types:
-            pass
 
     def _end(self, error: S2SError | None) -> None:
         if self._terminal is None:
@@ -403,10 +416,8 @@ class Connection:
                 # Last words (a close echo) go out before the socket closes.
                 with backend.move_on_at(backend.current_time() + 1.0):
                     async with self._write_lock:
-                        try:
+                        with suppress(ConnectionClosedError):
                             await self._write_pending()
-                        except ConnectionClosedError:
-                            pass
             self._transport_closed = True
             self._write_wakeup.set()
             await backend.aclose_forcefully(self._stream)
@@ -421,10 +432,8 @@ class Connection:
         if core.state is not ConnectionState.CLOSED:
             core.close(code, reason, now=self.backend.current_time())
             self._wake_timer()
-            try:
-                await self.flush()
-            except ConnectionClosedError:
-                pass  # the reader reports how the connection ended
+            with contextlib.suppress(ConnectionClosedError):
+                await self.flush()  # on failure the reader reports how the connection ended
             await self.closed.wait()
         await self._close_transport()
 
@@ -486,9 +495,10 @@ class Session:
 
 def _describe(exc: BaseException) -> str:
     """An exception's text, with its cause's (trio wraps TLS errors)."""
-    text = str(exc) or type(exc).__name__
-    cause = exc.__cause__ or exc.__context__
-    return f"{text}: {cause}" if cause is not None and str(cause) not in text else text
+    if str(exc):
+        return str(exc)
+    cause = exc.__cause__ or exc.__context__  # trio's BrokenResourceError wraps the SSL error
+    return f"{type(exc).__name__}: {cause}" if cause is not None else type(exc).__name__
 
 
 def _early_failure(core: ClientConnection) -> S2SError:

@@ -14,7 +14,6 @@ from _s2s_async import client as _client
 from _s2s_async.api import bind
 from _s2s_async.client import ClientOptions, MissingCredentials, S2SStream
 from _s2s_async.session import Connection, Request, Session
-
 from s2s_core.results import S2SResult, TextWithTimestamps
 from s2s_core.setup import Setup
 
@@ -44,7 +43,9 @@ connect, open_connection = bind(BACKEND)
 
 
 class S2SClient(_client.S2SClient):
-    """The official SDK's S2S calls on anyio (asyncio or trio): ``s2s_realtime``, ``s2s_stream``, ``s2s``.
+    """The official SDK's S2S calls on anyio (asyncio or trio).
+
+    ``s2s_realtime``, ``s2s_stream`` and ``s2s``, typed.
 
     Args:
         api_key: Defaults to the GRADIUM_API_KEY environment variable.

@@ -27,7 +27,14 @@ from s2s_core.audio import (
 )
 from s2s_core.audio_input import Chunk
 from s2s_core.errors import InvalidAudio
-from s2s_core.formats import FORMAT_NAMES, FRAME_SECONDS, AudioFormat, Codec, Direction, lookup_format
+from s2s_core.formats import (
+    FORMAT_NAMES,
+    FRAME_SECONDS,
+    AudioFormat,
+    Codec,
+    Direction,
+    lookup_format,
+)
 
 __all__ = ["CLI_FORMATS", "CliError", "InputAudio", "OutputWav", "UsageError", "load_input"]
 

@@ -25,7 +25,7 @@ from s2s_core.urls import S2S_ROUTE
 
 from ._cli_audio import InputAudio, OutputWav, UsageError
 
-__all__ = ["BACKENDS", "Reporter", "Summary", "Target", "Translation", "run"]
+__all__ = ["BACKENDS", "Reporter", "Summary", "Target", "Translation", "check_backend", "run"]
 
 BACKENDS = ("anyio", "trio", "threaded")
 
@@ -179,6 +179,23 @@ class Translation:
             sent_s=self.sent_s, bytes_sent=self.bytes_sent,
             bytes_received=self.bytes_received, segments=self.segments,
             input_format=self.setup.input_format, output_format=self.setup.output_format)
+
+
+def check_backend(backend: str) -> None:
+    """Fail early when ``backend`` cannot run here.
+
+    Raises:
+        UsageError: Unknown backend, or its package is missing.
+    """
+    if backend == "threaded":
+        _threaded_module()
+    elif backend == "trio":
+        try:
+            import trio  # noqa: F401
+        except ImportError:
+            raise UsageError("the trio backend needs trio: pip install 's2s-core[trio]'") from None
+    elif backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
 
 
 def run(backend: str, target: Target, translation: Translation, *,

@@ -135,7 +135,7 @@ class _Peer:
         session = self.session
         while not self.done():
             deadline = session.next_deadline()
-            with anyio.move_on_after(math.inf if deadline is None else deadline - anyio.current_time()):
+            with anyio.CancelScope(deadline=math.inf if deadline is None else deadline):
                 await self.wakeup.wait()
             self.wakeup = anyio.Event()
             now = anyio.current_time()

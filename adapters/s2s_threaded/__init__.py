@@ -1,1 +1,38 @@
-"""s2s_threaded adapter."""
+"""s2s_threaded: the S2S client for plain synchronous programs (blocking calls).
+
+Each connection runs one background thread, the reader; your threads send
+their own audio (and wait when the socket is full). Every blocking call
+wakes up on ``close()`` from any thread, and on Ctrl-C.
+
+Example:
+    >>> with s2s_threaded.connect(url, setup, api_key=key) as session:
+    ...     session.send_audio(chunk)
+    ...     session.send_end_of_stream()
+    ...     for event in session:
+    ...         print(event)
+"""
+
+from __future__ import annotations
+
+from _s2s_async.client import ClientOptions, MissingCredentials
+
+from s2s_core.results import S2SResult, TextWithTimestamps
+from s2s_core.setup import Setup
+
+from ._connection import Connection, Request, Session, open_connection
+from .client import S2SClient, S2SStream, connect
+
+__all__ = [
+    "connect",
+    "open_connection",
+    "S2SClient",
+    "S2SStream",
+    "S2SResult",
+    "Session",
+    "Request",
+    "Connection",
+    "Setup",
+    "TextWithTimestamps",
+    "ClientOptions",
+    "MissingCredentials",
+]

@@ -8,6 +8,8 @@ import time
 
 from s2s_core.connection import ClientConnection, ConnectionState
 from s2s_core.errors import ConnectionClosedError, ConnectTimeout
+from s2s_core.events import ErrorMessage
+from s2s_core.results import error_from_event
 from s2s_core.urls import WebSocketTarget
 
 __all__ = ["READ_SIZE", "connect_websocket"]
@@ -27,6 +29,7 @@ def connect_websocket(core: ClientConnection, target: WebSocketTarget,
     Raises:
         ConnectTimeout: TCP + TLS + upgrade took more than ``connect_timeout``.
         HandshakeRejected: The server refused the upgrade.
+        ServerError: The server sent an error (e.g. 1008, bad key) and closed.
         ConnectionClosedError: The connection ended during the upgrade.
     """
     deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
@@ -47,6 +50,10 @@ def connect_websocket(core: ClientConnection, target: WebSocketTarget,
     closed = core.closed_event
     if closed is not None:
         sock.close()
+        # An auth failure (error 1008, then a close) can come with the upgrade.
+        refusals = [e for e in core.events_received() if isinstance(e, ErrorMessage)]
+        if refusals:
+            raise error_from_event(refusals[0])
         raise closed.error or ConnectionClosedError(closed.code, closed.reason)
     # Timeouts are per-socket state; once other threads share it, it must block.
     sock.settimeout(None)
