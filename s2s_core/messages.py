@@ -10,7 +10,8 @@ message types become ``UnknownMessage``; anything malformed becomes a
 from __future__ import annotations
 
 import binascii
-from typing import Any, Union
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -31,13 +32,14 @@ from .events import (
 from .setup import Setup
 
 try:
+    from functools import partial as _partial
+
     import pybase64 as _b64
 
-    def _b64decode(data: bytes | str | memoryview) -> bytes:
-        return _b64.b64decode(data, validate=True)
-
-    def _b64encode(data: bytes | bytearray | memoryview) -> bytes:
-        return _b64.b64encode(data)
+    # Bound C callables: no Python frame per call on the hot paths.
+    _b64decode: Callable[[bytes | str | memoryview], bytes] = _partial(
+        _b64.b64decode, validate=True)
+    _b64encode: Callable[[bytes | bytearray | memoryview], bytes] = _b64.b64encode
 
 except ImportError:  # pragma: no cover - pybase64 is a dependency; this is a safety net
     import base64 as _std_b64
@@ -104,7 +106,7 @@ class _ErrorWire(msgspec.Struct, tag="error", tag_field="type"):
     client_req_id: str | None = None
 
 
-_ServerWire = Union[_ReadyWire, _TextWire, _AudioWire, _EndWire, _ErrorWire]
+_ServerWire = _ReadyWire | _TextWire | _AudioWire | _EndWire | _ErrorWire
 _server_decoder = msgspec.json.Decoder(_ServerWire)
 _SERVER_TYPES = frozenset(("ready", "text", "audio", "end_of_stream", "error"))
 
@@ -128,6 +130,53 @@ def _raw_base64(raw: msgspec.Raw, kind: str) -> bytes:
         ) from None
 
 
+_audio_wire_decoder = msgspec.json.Decoder(_AudioWire)
+_AUDIO_KEY = b'"audio":"'
+_AUDIO_PREFIX = b'{"type":"audio","audio":"'  # how the service and the local server start
+
+
+def _fast_audio(data: bytes) -> Audio | None:
+    """Decode an ``audio`` message without letting the JSON parser scan its payload.
+
+    The base64 string is most of the message: find it with ``bytes.find``,
+    base64-decode it in place (pybase64 validates the alphabet, so it cannot
+    hold an escape or a quote), and parse the rest, with the string emptied.
+    Returns None whenever the shortcut cannot be proven right (the key nested
+    or after an escape, another type, bad base64, malformed JSON): the caller
+    then takes the general path, which also produces the precise error.
+    """
+    if data.startswith(_AUDIO_PREFIX):
+        start = len(_AUDIO_PREFIX)
+    else:
+        key = data.find(_AUDIO_KEY)
+        if key <= 0:
+            return None
+        start = key + len(_AUDIO_KEY)
+        head = data[:start]
+        # The key must be a member of the top-level object: before it, one '{'
+        # (the first byte), no other bracket, no backslash (so every quote is a
+        # delimiter), every string closed (an even number of quotes before the
+        # key's three).
+        if (data[0] != 0x7B or head.count(b"{") != 1 or b"}" in head or b"[" in head
+                or b"\\" in head or not head.count(b'"') % 2):
+            return None
+    end = data.find(b'"', start)
+    if end < 0:
+        return None
+    tail = data[end:]
+    # Another "audio" member after this one would win: let the general path judge
+    # (a backslash could spell the key with escapes).
+    if b'"audio"' in tail or b"\\" in tail:
+        return None
+    try:
+        audio = _b64decode(memoryview(data)[start:end])
+        wire = _audio_wire_decoder.decode(data[:start] + tail)
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        return None
+    return Audio(audio=audio, start_s=wire.start_s, stop_s=wire.stop_s,
+                 stream_id=wire.stream_id, client_req_id=wire.client_req_id)
+
+
 def decode_server_message(data: bytes | str) -> ServerEvent:
     """Decode one server message into its event.
 
@@ -135,6 +184,15 @@ def decode_server_message(data: bytes | str) -> ServerEvent:
         RemoteProtocolError: Not JSON, not an object, no string ``type``, a
             field of the wrong type, or audio that is not base64.
     """
+    if type(data) is bytes and len(data) > 512:
+        event = _fast_audio(data)
+        if event is not None:
+            return event
+    return _decode_server_general(data)
+
+
+def _decode_server_general(data: bytes | str) -> ServerEvent:
+    """``decode_server_message`` without the audio shortcut (the reference)."""
     try:
         wire = _server_decoder.decode(data)
     except msgspec.ValidationError as exc:
@@ -233,7 +291,7 @@ class _ClientEndWire(msgspec.Struct, tag="end_of_stream", tag_field="type"):
     client_req_id: str | None = None
 
 
-_client_decoder = msgspec.json.Decoder(Union[_SetupWire, _ClientAudioWire, _ClientEndWire])
+_client_decoder = msgspec.json.Decoder(_SetupWire | _ClientAudioWire | _ClientEndWire)
 _CLIENT_TYPES = frozenset(("setup", "audio", "end_of_stream"))
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import _thread
-import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -11,9 +10,9 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 import pytest
+
 import s2s_threaded as st
 from s2s_anyio import run_server
-
 from s2s_core.errors import ConnectionClosedError
 from s2s_core.events import Audio
 from s2s_core.server_session import Fault, FaultPlan
@@ -104,6 +103,20 @@ def test_pacing_feeds_input_while_events_are_consumed(url: str) -> None:
     assert elapsed >= seconds / pace / 2
 
 
+def test_unpaced_long_input_with_tiny_queue_does_not_deadlock(url: str) -> None:
+    # The consuming thread also sends: while it is blocked writing, the reader
+    # must keep reading, or the server stops reading our input (no progress).
+    client = st.S2SClient("k", base_url=base_url(url), options=st.ClientOptions(queue_size=1))
+    seconds = 240.0  # enough to fill the loopback buffers; the server allows 300 s
+    results: list[st.S2SResult] = []
+    worker = threading.Thread(target=lambda: results.append(
+        client.s2s(SETUP, tone(seconds), pace=None, trailing_silence_s=0.0)), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "deadlocked"
+    assert len(results[0].raw_data) == seconds * 48000 * 2
+
+
 def test_dropped_tcp_raises_connection_closed_with_partial_result() -> None:
     with run_server(fault=FaultPlan(Fault.DROP_TCP, after_messages=3)) as url:
         client = st.S2SClient("k", base_url=base_url(url))
@@ -128,21 +141,4 @@ def test_ctrl_c_while_blocked_propagates_and_closes(url: str) -> None:
             session.receive()  # blocks: nothing more comes
         finally:
             assert time.monotonic() - started < 5
-    assert not readers()
-
-
-def test_tls_verified_by_default_and_custom_ca() -> None:
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
-    client_ctx = ssl.create_default_context()
-    ca.configure_trust(client_ctx)
-    with run_server(ssl_context=server_ctx) as url:
-        assert url.startswith("wss://")
-        with pytest.raises(ssl.SSLCertVerificationError), st.connect(url, SETUP):
-            pass
-        client = st.S2SClient("k", base_url=base_url(url), ssl_context=client_ctx)
-        result = client.s2s(SETUP, tone(1.0), pace=None)
-    assert len(result.raw_data) == 3 * 48000 * 2  # 1 s + 2 s of trailing silence
     assert not readers()

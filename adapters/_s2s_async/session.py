@@ -38,7 +38,8 @@ from s2s_core.events import (
     Text,
 )
 from s2s_core.protocol import AudioInput
-from s2s_core.results import ResultCollector, S2SResult, TextWithTimestamps, error_from_event
+from s2s_core.request_state import RequestTracker
+from s2s_core.results import S2SResult, TextWithTimestamps, error_from_event
 from s2s_core.setup import Setup
 from s2s_core.urls import parse_ws_url
 
@@ -56,7 +57,8 @@ class Request:
     finally ``EndOfStream``, then stops. A server ``error`` raises the
     matching ``ServerError``; a connection that ends first raises
     ``ConnectionClosedError`` (or the timeout or protocol error that ended
-    it). Every error carries ``partial_result`` with what arrived before.
+    it). Every error carries ``partial_result`` with what arrived before;
+    events that arrived before a failure are yielded before it is raised.
     """
 
     def __init__(self, conn: Connection, setup: Setup, *, queue_size: int,
@@ -64,31 +66,37 @@ class Request:
         self._conn = conn
         self.setup = setup
         self.client_req_id = setup.client_req_id
-        self.collector = ResultCollector(setup.output_format)
-        self._keep_audio = keep_audio
+        self._track = RequestTracker(setup.output_format, keep_audio=keep_audio)
+        self.collector = self._track.collector
         send, receive = conn.backend.channel(queue_size)
         self._inbox_send: SendChannel[ServerEvent] = send
         self._inbox: ReceiveChannel[ServerEvent] = receive
         self._ready_event = conn.backend.event()
-        self._terminal: S2SError | None = None
-        self._finished = False
+        self._ended = False  # reader side: nothing more will be queued
         self._iterating = False
 
     # -- sending --
 
     async def send_audio(self, audio: AudioInput) -> None:
         """Send one chunk of input audio (bytes in the input format, or samples)."""
-        self._check_open("send_audio")
+        self._check_send("send_audio")
         conn = self._conn
         conn.core.send_audio(audio, self.client_req_id, now=conn.backend.current_time())
         await self._flush("send_audio")
 
     async def send_end_of_stream(self) -> None:
         """Tell the server no more audio follows."""
-        self._check_open("send_end_of_stream")
+        self._check_send("send_end_of_stream")
         conn = self._conn
         conn.core.send_end_of_stream(self.client_req_id, now=conn.backend.current_time())
         await self._flush("send_end_of_stream")
+
+    send_eos = send_end_of_stream
+
+    def _check_send(self, what: str) -> None:
+        core = self._conn.core
+        self._track.check_send(what, core.protocol.request(self.client_req_id),
+                               core.closed_event)
 
     async def _flush(self, what: str) -> None:
         try:
@@ -99,30 +107,8 @@ class Request:
             backend = self._conn.backend
             with backend.move_on_at(backend.current_time() + 2.0):
                 await self._conn.closed.wait()
-            self._check_open(what)
+            self._check_send(what)
             raise
-
-    send_eos = send_end_of_stream
-
-    def _check_open(self, what: str) -> None:
-        info = self._conn.core.protocol.request(self.client_req_id)
-        if info is not None and info.error is not None and self._terminal is None:
-            # The server's error is in, though not yet consumed: it is the reason.
-            error = error_from_event(info.error, self.collector.request_id)
-            error.partial_result = self.collector.snapshot()
-            raise error
-        closed = self._conn.core.closed_event
-        if closed is not None and self._terminal is None and not self.collector.done:
-            error = error_from_event(closed, self.collector.request_id)
-            error.partial_result = self.collector.snapshot()
-            raise error
-        if self._finished or self._terminal is not None:
-            ended = self._terminal or self.collector.error
-            if ended is not None:
-                if ended.partial_result is None:
-                    ended.partial_result = self.collector.snapshot()
-                raise ended
-            raise LocalProtocolError(f"cannot {what}: the request has ended")
 
     # -- receiving --
 
@@ -144,7 +130,7 @@ class Request:
         """
         await self._ready_event.wait()
         if self.collector.ready is None:
-            raise self._failure()
+            raise self._track.failure()
         return self.collector.ready
 
     async def receive(self) -> ServerEvent | None:
@@ -153,35 +139,16 @@ class Request:
         Raises:
             S2SError: The request failed (``partial_result`` attached).
         """
-        if self._finished:
+        track = self._track
+        if track.finished:
             if self.collector.error is not None:
                 raise self.collector.error
             return None
         try:
             event = await self._inbox.receive()
         except self._conn.backend.end_of_channel:
-            self._finished = True
-            raise self._failure() from None
-        kind = type(event)
-        if kind is Audio:
-            if self._keep_audio:
-                self.collector.add(event)
-        elif kind is Text:
-            self.collector.add(event)
-        elif kind is EndOfStream:
-            self.collector.add(event)
-            self._finished = True
-        elif isinstance(event, ErrorMessage):
-            self._finished = True
-            raise self.collector.fail(
-                self._terminal or error_from_event(event, self.collector.request_id))
-        return event
-
-    def _failure(self) -> S2SError:
-        if self.collector.error is not None:
-            return self.collector.error
-        error = self._terminal or ConnectionClosedError(1006, "", "the request ended unexpectedly")
-        return self.collector.fail(error)
+            raise track.failure() from None
+        return track.consume(event)
 
     def __aiter__(self) -> AsyncIterator[ServerEvent]:
         return self._iterate()
@@ -208,34 +175,37 @@ class Request:
     # -- called by the connection's reader --
 
     async def _deliver(self, event: ServerEvent) -> None:
+        if self._ended:
+            return
+        ends = self._track.delivered(event)
         if type(event) is Ready:
-            self.collector.ready = event
             self._ready_event.set()
-        if isinstance(event, ErrorMessage) and self._terminal is None:
-            # Known at once, so wait_ready fails with it even before it is consumed.
-            self._terminal = error_from_event(event, self.collector.request_id)
         backend = self._conn.backend
         try:
             await self._inbox_send.send(event)
         except (*backend.end_of_channel, *backend.transport_errors):
             return  # the consumer is gone
-        if type(event) in (EndOfStream, ErrorMessage):
-            self._inbox_send.close()
-            self._ready_event.set()
+        if ends:
+            self._end(None)
 
     def _deliver_nowait(self, event: ServerEvent) -> None:
         """Deliver if there is room (the connection is closing; nobody waits)."""
+        if self._ended:
+            return
+        ends = self._track.delivered(event)
         if type(event) is Ready:
-            self.collector.ready = event
             self._ready_event.set()
         backend = self._conn.backend
-        except_types = (backend.would_block, *backend.end_of_channel, *backend.transport_errors)
-        with suppress(*except_types):
+        with suppress(backend.would_block, *backend.end_of_channel, *backend.transport_errors):
             self._inbox_send.send_nowait(event)
+        if ends:
+            self._end(None)
 
     def _end(self, error: S2SError | None) -> None:
-        if self._terminal is None:
-            self._terminal = error
+        """Nothing more will be queued (``error``: why the connection ended first)."""
+        if error is not None:
+            self._track.ended(error)
+        self._ended = True
         self._inbox_send.close()
         self._ready_event.set()
 
@@ -260,6 +230,7 @@ class Connection:
         self.closed_event: Closed | None = None
         self._transport_closed = False
         self._write_error: BaseException | None = None
+        self._orphan_error: ErrorMessage | None = None
 
     def __repr__(self) -> str:
         return f"<Connection {self.core!r}>"
@@ -270,9 +241,13 @@ class Connection:
         """Start a request on this connection (several need distinct client_req_ids)."""
         if not isinstance(setup, Setup):
             setup = Setup.from_mapping(setup)
-        if self.closed_event is not None:
-            raise self.closed_event.error or ConnectionClosedError(
-                self.closed_event.code, self.closed_event.reason, "the connection is closed")
+        if self.closed_event is not None or self.core.closed_event is not None:
+            await self._route_events()  # what the server said before closing is the reason
+            if self._orphan_error is not None:
+                raise error_from_event(self._orphan_error)
+            closed = self.closed_event or self.core.closed_event
+            assert closed is not None
+            raise error_from_event(closed)
         self.core.send_setup(setup, now=self.backend.current_time())
         request = Request(self, setup, queue_size=self._queue_size, keep_audio=keep_audio)
         self._requests[setup.client_req_id] = request
@@ -379,6 +354,8 @@ class Connection:
                     continue
                 request = self._route(getattr(event, "client_req_id", None))
                 if request is None:
+                    if isinstance(event, ErrorMessage):
+                        self._orphan_error = event  # e.g. a bad key, before any request
                     continue
                 if self._discarding:
                     request._deliver_nowait(event)
@@ -393,7 +370,7 @@ class Connection:
     def _route(self, client_req_id: str | None) -> Request | None:
         request = self._requests.get(client_req_id)
         if request is None and client_req_id is None:
-            live = [r for r in self._requests.values() if not r._finished]
+            live = [r for r in self._requests.values() if not r._ended]
             if live:
                 return live[0]
         return request
@@ -401,9 +378,8 @@ class Connection:
     def _on_closed(self, event: Closed) -> None:
         self.closed_event = event
         for request in self._requests.values():
-            if request.collector.done or request._terminal is not None:
-                continue
-            request._end(error_from_event(event, request.collector.request_id))
+            if not request._ended:
+                request._end(error_from_event(event, request.collector.request_id))
         self.closed.set()
         self._wake_timer()
 

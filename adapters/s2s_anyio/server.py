@@ -6,9 +6,10 @@ accepts sockets, moves bytes and sleeps until the session's next deadline.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
@@ -105,9 +106,18 @@ class _Peer:
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(self.timer)
-            await self.reader()
-            tasks.cancel_scope.cancel()
+            tasks.start_soon(self._until_done, self.reader, tasks.cancel_scope)
+            tasks.start_soon(self._until_done, self.timer, tasks.cancel_scope)
+        with anyio.move_on_after(1), contextlib.suppress(*_TRANSPORT_ERRORS):
+            await self.flush()  # last words: a close frame, an echo
+        if self.session.abort_transport:
+            await self._drop()
+        await anyio.aclose_forcefully(self.stream)
+
+    async def _until_done(self, loop: Callable[[], Awaitable[None]],
+                          scope: anyio.CancelScope) -> None:
+        await loop()
+        scope.cancel()  # the other task may be blocked; the connection is over
 
     def done(self) -> bool:
         return self.conn.state is ConnectionState.CLOSED or self.session.abort_transport
@@ -142,15 +152,24 @@ class _Peer:
             session.handle_timer(now)
             session.handle_events(self.conn.events_received(), now)
             await self.flush()
-        await anyio.aclose_forcefully(self.stream)
 
     async def flush(self) -> None:
         async with self.lock:
             data = self.conn.data_to_send()
             if data:  # what was queued before an injected drop still goes out
                 await self.stream.send(data)
-        if self.session.abort_transport:
-            await anyio.aclose_forcefully(self.stream)
+
+    async def _drop(self) -> None:
+        """End TCP without a close frame (the injected drop).
+
+        A FIN, not a reset: closing with unread input would make the kernel
+        send RST, which can discard what the client has not read yet, and
+        the test could no longer tell what it received before the fault.
+        """
+        with anyio.move_on_after(2), contextlib.suppress(*_TRANSPORT_ERRORS):
+            await self.stream.send_eof()
+            while await self.stream.receive(_READ_SIZE):
+                pass
 
 
 @contextmanager

@@ -15,11 +15,11 @@ Example:
 from __future__ import annotations
 
 from _s2s_async.client import ClientOptions, MissingCredentials
-
 from s2s_core.results import S2SResult, TextWithTimestamps
 from s2s_core.setup import Setup
 
-from ._connection import Connection, Request, Session, open_connection
+from ._connection import Connection, Session, open_connection
+from ._request import Request
 from .client import S2SClient, S2SStream, connect
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Connections, requests and sessions for plain threads.
+"""Connections and sessions for plain threads (requests are in ``_request``).
 
 A ``Connection`` owns the socket and a ``ClientConnection`` core, and runs
 ONE background thread, the reader: it waits (``selectors``) on the socket
@@ -15,283 +15,30 @@ is taken before ``_lock``, never after it.
 from __future__ import annotations
 
 import contextlib
-import enum
-import queue
 import selectors
 import socket
 import ssl
-import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any
 
 from s2s_core.connection import ClientConnection, ConnectionState
-from s2s_core.errors import ConnectionClosedError, LocalProtocolError, S2SError
-from s2s_core.events import Audio, Closed, EndOfStream, ErrorMessage, Ready, ServerEvent, Text
+from s2s_core.errors import ConnectionClosedError, S2SError
+from s2s_core.events import Closed, ErrorMessage, Ready, ServerEvent
 from s2s_core.protocol import AudioInput
-from s2s_core.results import ResultCollector, S2SResult, TextWithTimestamps, error_from_event
+from s2s_core.results import S2SResult, TextWithTimestamps, error_from_event
 from s2s_core.setup import Setup
 from s2s_core.urls import parse_ws_url
 
+from ._request import _SLICE, Request, _wait
 from ._transport import READ_SIZE, connect_websocket
 
-__all__ = ["Connection", "Request", "Session", "open_connection"]
+__all__ = ["Connection", "Session", "open_connection"]
 
-_SLICE = 0.5
-"""Longest single wait, so Ctrl-C is seen promptly even where lock waits ignore it."""
 _LAST_WORDS_S = 1.0
 _JOIN_S = 5.0
-
-
-class _Signal(enum.Enum):
-    END = "end"
-    TIMEOUT = "timeout"
-
-
-_Item = ServerEvent | Literal[_Signal.END]
-
-
-class _Inbox(queue.Queue[_Item]):
-    """A request's bounded event queue; the reader's ``put`` blocks when it is full."""
-
-    def __init__(self, maxsize: int) -> None:
-        super().__init__(maxsize)
-        self._bound = maxsize
-        self._released = False
-
-    def unbound(self) -> None:
-        """Stop bounding for good: a blocked ``put`` returns (nobody waits for room anymore)."""
-        with self.not_full:
-            self._released = True
-            self.maxsize = sys.maxsize
-            self.not_full.notify_all()
-
-    def set_bounded(self, bounded: bool) -> None:
-        """Lift (False) or restore (True) the bound."""
-        with self.not_full:
-            if not self._released:
-                self.maxsize = self._bound if bounded else sys.maxsize
-                self.not_full.notify_all()
-
-
-class Request:
-    """One request on a connection: send its audio, iterate its events.
-
-    Iteration yields ``Ready``, ``Text``, ``Audio``, ``UnknownMessage`` and
-    finally ``EndOfStream``, then stops. A server ``error`` raises the
-    matching ``ServerError``; a connection that ends first raises
-    ``ConnectionClosedError`` (or the timeout or protocol error that ended
-    it). Every error carries ``partial_result`` with what arrived before.
-    Events that arrived before a failure are yielded before it is raised.
-    """
-
-    def __init__(self, conn: Connection, setup: Setup, *, queue_size: int,
-                 keep_audio: bool) -> None:
-        self._conn = conn
-        self.setup = setup
-        self.client_req_id = setup.client_req_id
-        self.collector = ResultCollector(setup.output_format)
-        self._keep_audio = keep_audio
-        self._inbox = _Inbox(queue_size)
-        self._ready_event = threading.Event()
-        self._terminal: S2SError | None = None
-        self._ended = False  # reader side: nothing more will be queued
-        self._finished = False  # consumer side: iteration is over
-        self._iterating = False
-
-    # -- sending --
-
-    def send_audio(self, audio: AudioInput) -> None:
-        """Send one chunk of input audio (bytes in the input format, or samples).
-
-        Blocks while the socket cannot take more (backpressure).
-        """
-        self._check_open("send_audio")
-        conn = self._conn
-        with conn._lock:
-            conn.core.send_audio(audio, self.client_req_id, now=time.monotonic())
-        conn.flush()
-
-    def send_end_of_stream(self) -> None:
-        """Tell the server no more audio follows."""
-        self._check_open("send_end_of_stream")
-        conn = self._conn
-        with conn._lock:
-            conn.core.send_end_of_stream(self.client_req_id, now=time.monotonic())
-        conn.flush()
-
-    send_eos = send_end_of_stream
-
-    @contextmanager
-    def _consumer_writing(self) -> Iterator[None]:
-        """Lift the queue bound while the consuming thread itself writes.
-
-        That thread cannot drain the queue meanwhile: if the reader stopped
-        on a full queue, the server would stop reading our input and the
-        write would never end. The reader then queues what the server makes
-        of input already in the socket buffers, a bounded amount.
-        """
-        self._inbox.set_bounded(False)
-        try:
-            yield
-        finally:
-            self._inbox.set_bounded(True)
-
-    def _check_open(self, what: str) -> None:
-        if self._finished or self._terminal is not None:
-            error = self._terminal or self.collector.error
-            if error is not None:
-                raise error
-            raise LocalProtocolError(f"cannot {what}: the request has ended")
-
-    # -- receiving --
-
-    @property
-    def ready(self) -> Ready | None:
-        """The server's ``ready``, once received."""
-        return self.collector.ready
-
-    @property
-    def text_with_timestamps(self) -> list[TextWithTimestamps]:
-        """Text segments received so far (in iteration order)."""
-        return self.collector.texts
-
-    def wait_ready(self) -> Ready:
-        """Wait for ``ready`` (events before it stay queued for iteration).
-
-        Raises:
-            S2SError: The request failed before ready (timeout, error, close).
-        """
-        self._wait_ready_until(None)
-        if self.collector.ready is None:
-            raise self._failure()
-        return self.collector.ready
-
-    def receive(self) -> ServerEvent | None:
-        """The next event, or None after ``EndOfStream``.
-
-        Raises:
-            S2SError: The request failed (``partial_result`` attached).
-        """
-        event = self._receive_until(None)
-        assert event is not _Signal.TIMEOUT
-        return event
-
-    def __iter__(self) -> Iterator[ServerEvent]:
-        return self._iterate()
-
-    def _iterate(self) -> Iterator[ServerEvent]:
-        if self._iterating:
-            raise LocalProtocolError("this request is already being iterated by another consumer")
-        self._iterating = True
-        try:
-            while True:
-                event = self.receive()
-                if event is None:
-                    return
-                yield event
-        finally:
-            self._iterating = False
-
-    def result(self) -> S2SResult:
-        """Consume the remaining events and return the whole result."""
-        for _ in self:
-            pass
-        return self.collector.result()
-
-    def _wait_ready_until(self, deadline: float | None) -> bool:
-        """Wait for ready (or the end) until ``deadline``; whether it came."""
-        while True:
-            wait = _SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
-            if self._ready_event.wait(max(wait, 0.0)):
-                return True
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-
-    def _receive_until(self, deadline: float | None
-                       ) -> ServerEvent | Literal[_Signal.TIMEOUT] | None:
-        """The next event, None after the end, or TIMEOUT once ``deadline`` passed."""
-        if self._finished:
-            if self.collector.error is not None:
-                raise self.collector.error
-            return None
-        item = self._get(deadline)
-        if item is _Signal.TIMEOUT:
-            return item
-        if item is _Signal.END:
-            self._finished = True
-            raise self._failure()
-        kind = type(item)
-        if kind is Audio:
-            if self._keep_audio:
-                self.collector.add(item)
-        elif kind is Text:
-            self.collector.add(item)
-        elif kind is EndOfStream:
-            self.collector.add(item)
-            self._finished = True
-        elif isinstance(item, ErrorMessage):
-            self._finished = True
-            raise self.collector.fail(error_from_event(item, self.collector.request_id))
-        return item
-
-    def _get(self, deadline: float | None) -> _Item | Literal[_Signal.TIMEOUT]:
-        inbox = self._inbox
-        while True:
-            if deadline is None:
-                wait = _SLICE
-            else:
-                wait = min(_SLICE, deadline - time.monotonic())
-                if wait <= 0:
-                    try:
-                        return inbox.get_nowait()
-                    except queue.Empty:
-                        return _Signal.TIMEOUT
-            try:
-                return inbox.get(timeout=wait)
-            except queue.Empty:
-                continue
-
-    def _failure(self) -> S2SError:
-        if self.collector.error is not None:
-            return self.collector.error
-        error = self._terminal or ConnectionClosedError(1006, "", "the request ended unexpectedly")
-        return self.collector.fail(error)
-
-    def _input_failed(self, error: S2SError) -> None:
-        """(consumer) Our input could not be sent: fail the request unless it already ended."""
-        conn = self._conn
-        with conn._lock:
-            closing = conn.core.state is not ConnectionState.OPEN
-        # Otherwise the reader is about to deliver the real reason.
-        if not closing and not self._ended:
-            self._end(error)
-            conn.close(1000, "bad input")
-
-    # -- called by the connection's reader --
-
-    def _deliver(self, event: ServerEvent) -> None:
-        if self._ended:
-            return  # nobody reads past the end
-        if type(event) is Ready:
-            self.collector.ready = event
-            self._ready_event.set()
-        if type(event) in (EndOfStream, ErrorMessage):
-            self._ended = True
-        self._inbox.put(event)  # blocks while full: backpressure on the socket
-        if self._ended:
-            self._ready_event.set()
-
-    def _end(self, error: S2SError) -> None:
-        with self._conn._lock:
-            if self._terminal is None:
-                self._terminal = error
-            self._ended = True
-        self._inbox.unbound()
-        self._inbox.put(_Signal.END)
-        self._ready_event.set()
 
 
 class Connection:
@@ -572,17 +319,6 @@ class Connection:
         if self._reader.is_alive():
             self._shutdown()
             self._reader.join(_JOIN_S)
-
-
-def _wait(event: threading.Event, timeout: float | None) -> bool:
-    """``event.wait`` in short slices (Ctrl-C stays prompt everywhere)."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        wait = _SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
-        if event.wait(max(wait, 0.0)):
-            return True
-        if deadline is not None and time.monotonic() >= deadline:
-            return False
 
 
 class Session:

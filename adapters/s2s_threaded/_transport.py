@@ -7,7 +7,7 @@ import ssl
 import time
 
 from s2s_core.connection import ClientConnection, ConnectionState
-from s2s_core.errors import ConnectionClosedError, ConnectTimeout
+from s2s_core.errors import ConnectError, ConnectionClosedError, ConnectTimeout
 from s2s_core.events import ErrorMessage
 from s2s_core.results import error_from_event
 from s2s_core.urls import WebSocketTarget
@@ -22,11 +22,11 @@ def connect_websocket(core: ClientConnection, target: WebSocketTarget,
                       connect_timeout: float | None) -> socket.socket:
     """Open ``target`` and run ``core``'s upgrade; return the socket in blocking mode.
 
-    Errors opening the socket or TLS propagate as they are (refused, bad
-    certificate); a transport failure during the upgrade becomes the core's
-    close error.
+    A transport failure during the upgrade becomes the core's close error.
 
     Raises:
+        ConnectError: The socket or TLS could not be opened (refused,
+            unreachable, certificate not verified).
         ConnectTimeout: TCP + TLS + upgrade took more than ``connect_timeout``.
         HandshakeRejected: The server refused the upgrade.
         ServerError: The server sent an error (e.g. 1008, bad key) and closed.
@@ -47,6 +47,8 @@ def connect_websocket(core: ClientConnection, target: WebSocketTarget,
     except TimeoutError as exc:
         raise ConnectTimeout(f"connecting to {target.host_header} took more than "
                              f"{connect_timeout} s") from exc
+    except OSError as exc:  # ssl.SSLError is an OSError too
+        raise ConnectError(f"cannot connect to {target.host_header}: {exc}") from exc
     closed = core.closed_event
     if closed is not None:
         sock.close()

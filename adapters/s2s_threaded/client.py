@@ -12,8 +12,8 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from _s2s_async.client import ClientOptions, MissingCredentials
 
+from _s2s_async.client import ClientOptions, MissingCredentials
 from s2s_core.audio_input import Chunk, InputChunker, Pacer
 from s2s_core.errors import S2SError
 from s2s_core.events import Audio, ServerEvent
@@ -21,7 +21,8 @@ from s2s_core.results import S2SResult, TextWithTimestamps
 from s2s_core.setup import Setup
 from s2s_core.urls import DEFAULT_BASE_URL, s2s_url
 
-from ._connection import Connection, Request, Session, _Signal, open_connection
+from ._connection import Connection, Session, open_connection
+from ._request import Request, _Signal
 
 __all__ = ["S2SClient", "S2SStream", "connect", "AudioSource", "SetupLike"]
 

@@ -1,0 +1,272 @@
+"""One request's side of a connection: its bounded event queue, sending, iterating.
+
+The connection's reader thread fills the queue (``_deliver``, ``_end``); the
+thread that iterates drains it, in waits of at most ``_SLICE`` seconds.
+"""
+
+from __future__ import annotations
+
+import enum
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Literal
+
+from s2s_core.connection import ConnectionState
+from s2s_core.errors import LocalProtocolError, S2SError
+from s2s_core.events import Ready, ServerEvent
+from s2s_core.protocol import AudioInput
+from s2s_core.request_state import RequestTracker
+from s2s_core.results import S2SResult, TextWithTimestamps
+from s2s_core.setup import Setup
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+
+__all__ = ["Request"]
+
+_SLICE = 0.5
+"""Longest single wait, so Ctrl-C is seen promptly even where lock waits ignore it."""
+
+
+class _Signal(enum.Enum):
+    END = "end"
+    TIMEOUT = "timeout"
+
+
+_Item = ServerEvent | Literal[_Signal.END]
+
+
+class _Inbox(queue.Queue[_Item]):
+    """A request's bounded event queue; the reader's ``put`` blocks when it is full."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self._bound = maxsize
+        self._released = False
+
+    def unbound(self) -> None:
+        """Stop bounding for good: a blocked ``put`` returns (nobody waits for room anymore)."""
+        with self.not_full:
+            self._released = True
+            self.maxsize = sys.maxsize
+            self.not_full.notify_all()
+
+    def set_bounded(self, bounded: bool) -> None:
+        """Lift (False) or restore (True) the bound."""
+        with self.not_full:
+            if not self._released:
+                self.maxsize = self._bound if bounded else sys.maxsize
+                self.not_full.notify_all()
+
+
+class Request:
+    """One request on a connection: send its audio, iterate its events.
+
+    Iteration yields ``Ready``, ``Text``, ``Audio``, ``UnknownMessage`` and
+    finally ``EndOfStream``, then stops. A server ``error`` raises the
+    matching ``ServerError``; a connection that ends first raises
+    ``ConnectionClosedError`` (or the timeout or protocol error that ended
+    it). Every error carries ``partial_result`` with what arrived before.
+    Events that arrived before a failure are yielded before it is raised.
+    """
+
+    def __init__(self, conn: Connection, setup: Setup, *, queue_size: int,
+                 keep_audio: bool) -> None:
+        self._conn = conn
+        self.setup = setup
+        self.client_req_id = setup.client_req_id
+        self._track = RequestTracker(setup.output_format, keep_audio=keep_audio)
+        self.collector = self._track.collector
+        self._inbox = _Inbox(queue_size)
+        self._ready_event = threading.Event()
+        self._ended = False  # reader side: nothing more will be queued
+        self._iterating = False
+
+    # -- sending --
+
+    def send_audio(self, audio: AudioInput) -> None:
+        """Send one chunk of input audio (bytes in the input format, or samples).
+
+        Blocks while the socket cannot take more (backpressure).
+        """
+        self._check_open("send_audio")
+        conn = self._conn
+        with conn._lock:
+            conn.core.send_audio(audio, self.client_req_id, now=time.monotonic())
+        conn.flush()
+
+    def send_end_of_stream(self) -> None:
+        """Tell the server no more audio follows."""
+        self._check_open("send_end_of_stream")
+        conn = self._conn
+        with conn._lock:
+            conn.core.send_end_of_stream(self.client_req_id, now=time.monotonic())
+        conn.flush()
+
+    send_eos = send_end_of_stream
+
+    @contextmanager
+    def _consumer_writing(self) -> Iterator[None]:
+        """Lift the queue bound while the consuming thread itself writes.
+
+        That thread cannot drain the queue meanwhile: if the reader stopped
+        on a full queue, the server would stop reading our input and the
+        write would never end. The reader then queues what the server makes
+        of input already in the socket buffers, a bounded amount.
+        """
+        self._inbox.set_bounded(False)
+        try:
+            yield
+        finally:
+            self._inbox.set_bounded(True)
+
+    def _check_open(self, what: str) -> None:
+        conn = self._conn
+        with conn._lock:
+            info = conn.core.protocol.request(self.client_req_id)
+            closed = conn.core.closed_event
+        self._track.check_send(what, info, closed)
+
+    # -- receiving --
+
+    @property
+    def ready(self) -> Ready | None:
+        """The server's ``ready``, once received."""
+        return self.collector.ready
+
+    @property
+    def text_with_timestamps(self) -> list[TextWithTimestamps]:
+        """Text segments received so far (in iteration order)."""
+        return self.collector.texts
+
+    def wait_ready(self) -> Ready:
+        """Wait for ``ready`` (events before it stay queued for iteration).
+
+        Raises:
+            S2SError: The request failed before ready (timeout, error, close).
+        """
+        self._wait_ready_until(None)
+        if self.collector.ready is None:
+            raise self._track.failure()
+        return self.collector.ready
+
+    def receive(self) -> ServerEvent | None:
+        """The next event, or None after ``EndOfStream``.
+
+        Raises:
+            S2SError: The request failed (``partial_result`` attached).
+        """
+        event = self._receive_until(None)
+        assert event is not _Signal.TIMEOUT
+        return event
+
+    def __iter__(self) -> Iterator[ServerEvent]:
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[ServerEvent]:
+        if self._iterating:
+            raise LocalProtocolError("this request is already being iterated by another consumer")
+        self._iterating = True
+        try:
+            while True:
+                event = self.receive()
+                if event is None:
+                    return
+                yield event
+        finally:
+            self._iterating = False
+
+    def result(self) -> S2SResult:
+        """Consume the remaining events and return the whole result."""
+        for _ in self:
+            pass
+        return self.collector.result()
+
+    def _wait_ready_until(self, deadline: float | None) -> bool:
+        """Wait for ready (or the end) until ``deadline``; whether it came."""
+        while True:
+            wait = _SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
+            if self._ready_event.wait(max(wait, 0.0)):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def _receive_until(self, deadline: float | None
+                       ) -> ServerEvent | Literal[_Signal.TIMEOUT] | None:
+        """The next event, None after the end, or TIMEOUT once ``deadline`` passed."""
+        track = self._track
+        if track.finished:
+            if self.collector.error is not None:
+                raise self.collector.error
+            return None
+        item = self._get(deadline)
+        if item is _Signal.TIMEOUT:
+            return item
+        if item is _Signal.END:
+            raise track.failure()
+        return track.consume(item)
+
+    def _get(self, deadline: float | None) -> _Item | Literal[_Signal.TIMEOUT]:
+        inbox = self._inbox
+        while True:
+            if deadline is None:
+                wait = _SLICE
+            else:
+                wait = min(_SLICE, deadline - time.monotonic())
+                if wait <= 0:
+                    try:
+                        return inbox.get_nowait()
+                    except queue.Empty:
+                        return _Signal.TIMEOUT
+            try:
+                return inbox.get(timeout=wait)
+            except queue.Empty:
+                continue
+
+    def _input_failed(self, error: S2SError) -> None:
+        """(consumer) Our input could not be sent: fail the request unless it already ended."""
+        conn = self._conn
+        with conn._lock:
+            closing = conn.core.state is not ConnectionState.OPEN
+        # A connection already ending gets its real reason from the reader.
+        if not closing and not self._ended:
+            self._end(error)
+            conn.close(1000, "bad input")
+
+    # -- called by the connection's reader --
+
+    def _deliver(self, event: ServerEvent) -> None:
+        if self._ended:
+            return  # nobody reads past the end
+        with self._conn._lock:
+            ends = self._track.delivered(event)
+            self._ended = ends
+        if type(event) is Ready:
+            self._ready_event.set()
+        self._inbox.put(event)  # blocks while full: backpressure on the socket
+        if ends:
+            self._ready_event.set()
+
+    def _end(self, error: S2SError) -> None:
+        with self._conn._lock:
+            self._track.ended(error)
+            self._ended = True
+        self._inbox.unbound()
+        self._inbox.put(_Signal.END)
+        self._ready_event.set()
+
+
+
+def _wait(event: threading.Event, timeout: float | None) -> bool:
+    """``event.wait`` in short slices (Ctrl-C stays prompt everywhere)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        wait = _SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
+        if event.wait(max(wait, 0.0)):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False

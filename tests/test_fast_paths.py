@@ -1,0 +1,192 @@
+"""The speed shortcuts give exactly what the general code gives (differential tests).
+
+* ``decode_server_message`` takes a shortcut for ``audio`` messages (it finds
+  the base64 string instead of letting the JSON parser scan it): compared with
+  ``_decode_server_general`` on messages built to trip it up.
+* ``FrameWriter``/``FrameReader`` mask with numpy or, when installed, websockets'
+  C loop: both compared with a byte-by-byte mask.
+* ``to_pcm16``/``float_to_int16`` have fast paths: compared with a scalar reference.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from s2s_core import frames
+from s2s_core.audio import float_to_int16, to_pcm16
+from s2s_core.errors import RemoteProtocolError
+from s2s_core.frames import FrameReader, FrameWriter, Opcode
+from s2s_core.messages import _decode_server_general, decode_server_message
+
+SETTINGS = settings(max_examples=300, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow,
+                                           HealthCheck.function_scoped_fixture])
+
+
+def outcome(data: bytes) -> tuple[str, Any]:
+    """What a decoder does with ``data``: the event, or the error class and text."""
+    try:
+        return "event", decode_server_message(data)
+    except RemoteProtocolError as exc:
+        return "error", (type(exc), str(exc))
+
+
+def reference(data: bytes) -> tuple[str, Any]:
+    try:
+        return "event", _decode_server_general(data)
+    except RemoteProtocolError as exc:
+        return "error", (type(exc), str(exc))
+
+
+def b64(n: int, seed: int = 0) -> str:
+    return base64.b64encode(bytes((seed + i * 7) % 256 for i in range(n))).decode()
+
+
+AUDIO = b64(3000)
+
+
+def members(draw: st.DrawFn) -> list[tuple[str, Any]]:
+    """Members of an audio message, in a random order, with tricky extras."""
+    fields: list[tuple[str, Any]] = [("type", draw(st.sampled_from(
+        ["audio", "audio", "audio", "text", "step", "ready"]))),
+        ("audio", draw(st.sampled_from([AUDIO, AUDIO, AUDIO[:-1], AUDIO[:100] + "!" + AUDIO,
+                                        "", AUDIO.replace("/", "\\/")])))]
+    optional: list[tuple[str, Any]] = [
+        ("start_s", draw(st.sampled_from([1.04, 0, None, "x"]))),
+        ("stop_s", draw(st.floats(allow_nan=False, allow_infinity=False))),
+        ("stream_id", draw(st.sampled_from([0, None, 3]))),
+        ("client_req_id", draw(st.sampled_from(["r1", 'a"audio":"QUJD', "{[}]\\", None]))),
+        ("meta", draw(st.sampled_from([{"audio": "QUJD"}, ["audio", {"audio": "QUJD"}],
+                                       'x"audio":"QUJD']))),
+        ("text", "hello"),
+        ('odd"audio', "QUJD"),
+        ("audio", draw(st.sampled_from(["QUJD", ""]))),  # a duplicate member
+    ]
+    fields += draw(st.lists(st.sampled_from(optional), max_size=4, unique_by=lambda kv: kv[0]))
+    return draw(st.permutations(fields))
+
+
+@st.composite
+def audio_messages(draw: st.DrawFn) -> bytes:
+    pairs = members(draw)
+    compact = draw(st.booleans())
+    sep = (",", ":") if compact else (", ", ": ")
+    parts = [json.dumps(k) + sep[1] + json.dumps(v, separators=sep) for k, v in pairs]
+    text = "{" + sep[0].join(parts) + "}"
+    mutation = draw(st.sampled_from(["none", "none", "truncate", "trailing", "prefix"]))
+    if mutation == "truncate":
+        text = text[: draw(st.integers(1, len(text) - 1))]
+    elif mutation == "trailing":
+        text += draw(st.sampled_from([" ", "x", "}", ',"a":1}']))
+    elif mutation == "prefix":
+        text = draw(st.sampled_from([" ", "[", "\n"])) + text
+    return text.encode()
+
+
+@SETTINGS
+@given(audio_messages())
+def test_audio_shortcut_matches_the_general_decoder(data: bytes) -> None:
+    assert outcome(data) == reference(data)
+
+
+@pytest.mark.parametrize("data", [
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'","start_s":1.0,"stop_s":1.08}',
+    b'{"start_s":1.0,"audio":"' + AUDIO.encode() + b'","type":"audio"}',
+    b'{"type":"audio","meta":{"audio":"QUJD"},"audio":"' + AUDIO.encode() + b'"}',
+    b'{"text\\"audio":"QUJD","type":"audio","audio":"' + AUDIO.encode() + b'"}',
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'","audio":"QUJD"}',
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'","audio":""}',
+    b'{"type":"text","text":"a","start_s":0,"audio":"' + AUDIO.encode() + b'"}',
+    b'{"type":"audio","audio":"' + AUDIO.replace("/", "\\/").encode() + b'"}',
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'"',
+    b'{"type":"audio","audio":"' + AUDIO.encode(),
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'","type":"text","text":"x","start_s":0}',
+])
+def test_audio_shortcut_edge_cases(data: bytes) -> None:
+    assert outcome(data) == reference(data)
+
+
+def test_shortcut_taken_for_the_service_layout() -> None:
+    from s2s_core.messages import _fast_audio, encode_server_audio
+
+    pcm = bytes(range(256)) * 30
+    message = encode_server_audio(pcm, 1.04, 1.12, stream_id=0, client_req_id="r")
+    event = _fast_audio(message)
+    assert event is not None and event.audio == pcm and event.client_req_id == "r"
+    assert event == _decode_server_general(message)
+
+
+MASKERS = ["python"] + (["accelerated"] if frames.MASK_ACCELERATED else [])
+
+
+@pytest.fixture(params=MASKERS)
+def masker(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test with each masking implementation (numpy, and C when installed)."""
+    impl = frames._xor_python if request.param == "python" else frames._xor_accelerated
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(frames, "_xor", impl)
+        yield request.param
+
+
+def masked_reference(key: bytes, payload: bytes) -> bytes:
+    return bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+@SETTINGS
+@given(st.binary(max_size=3000) | st.integers(0, 200_000).map(lambda n: b"\x5a" * n),
+       st.sampled_from([Opcode.TEXT, Opcode.BINARY, Opcode.CONTINUATION]), st.booleans())
+def test_masking_matches_a_byte_by_byte_reference(masker: str, payload: bytes, opcode: Opcode,
+                                                  fin: bool) -> None:
+    writer = FrameWriter(mask=True)
+    frame = writer.frame(opcode, payload, fin=fin)
+    n = len(payload)
+    head = 2 if n < 126 else 4 if n < 65536 else 10
+    key = frame[head:head + 4]
+    assert frame[head + 4:] == masked_reference(key, payload)
+    reader = FrameReader(expect_masked=True)
+    if opcode is Opcode.BINARY and fin:
+        assert reader.feed(frame) == [(opcode, payload)]
+
+
+def test_masking_twice_in_a_row_and_interleaved_sizes(masker: str) -> None:
+    writer = FrameWriter(mask=True)
+    reader = FrameReader(expect_masked=True)
+    payloads = [b"a" * n for n in (0, 1, 125, 126, 127, 5150, 65535, 65536, 70000, 3, 5150)]
+    frames = [writer.frame(Opcode.BINARY, p) for p in payloads]
+    assert [p for _, p in reader.feed(b"".join(frames))] == payloads
+
+
+def scalar(x: float) -> int:
+    if x != x:
+        return 0
+    if x >= 1.0:
+        return 32767
+    if x <= -1.0:
+        return -32768
+    return max(-32768, min(32767, round(x * 32768)))
+
+
+@SETTINGS
+@given(st.lists(st.floats(width=32, allow_nan=True, allow_infinity=True), max_size=3000),
+       st.sampled_from([np.float32, np.float64]))
+def test_float_conversion_matches_the_scalar_reference(values: list[float],
+                                                       dtype: type[np.floating[Any]]) -> None:
+    audio = np.array(values, dtype=dtype)
+    expected = [scalar(float(x)) for x in audio.tolist()]
+    assert float_to_int16(audio).tolist() == expected
+    assert np.frombuffer(to_pcm16(audio), "<i2").tolist() == expected
+
+
+@pytest.mark.parametrize("dtype", ["<i2", ">i2", "=i2"])
+def test_int16_fast_path(dtype: str) -> None:
+    audio = np.arange(-1000, 1000, 3).astype(dtype)
+    assert to_pcm16(audio) == np.arange(-1000, 1000, 3).astype("<i2").tobytes()
+    assert to_pcm16(audio[::2]) == np.arange(-1000, 1000, 6).astype("<i2").tobytes()
