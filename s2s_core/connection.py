@@ -60,6 +60,9 @@ USER_AGENT = f"s2s-core/{__version__}"
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 2**20
 DEFAULT_MAX_HANDSHAKE_SIZE = 64 * 2**10
 _HEAD_END = b"\r\n\r\n"
+# What wsproto/h11 may raise on a malformed peer handshake: not only their
+# protocol errors (a non-ASCII Host header raises UnicodeDecodeError, say).
+_HANDSHAKE_ERRORS = (WsprotoRemoteError, h11.RemoteProtocolError, ValueError, LookupError)
 
 
 class ConnectionState(enum.Enum):
@@ -499,8 +502,8 @@ class ClientConnection(_Base):
         try:
             self._handshake.receive_data(head)
             events = list(self._handshake.events())
-        except WsprotoRemoteError as exc:
-            self._finish(1006, "", RemoteProtocolError(f"invalid upgrade response: {exc}"))
+        except _HANDSHAKE_ERRORS as exc:
+            self._finish(1006, "", RemoteProtocolError(f"invalid upgrade response: {exc!r}"))
             return
         for event in events:
             if isinstance(event, AcceptConnection):
@@ -520,7 +523,7 @@ class ClientConnection(_Base):
         try:
             self._handshake.receive_data(data)
             events = list(self._handshake.events())
-        except (WsprotoRemoteError, h11.RemoteProtocolError):
+        except _HANDSHAKE_ERRORS:
             self._finish_reject()
             return
         for event in events:
@@ -606,7 +609,7 @@ class ServerConnection(_Base):
             try:
                 self._handshake.receive_data(head)
                 events = list(self._handshake.events())
-            except WsprotoRemoteError as exc:
+            except _HANDSHAKE_ERRORS as exc:
                 self._outbox.append(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n"
                                     b"connection: close\r\n\r\n")
                 self._finish(1006, "", RemoteProtocolError(f"invalid upgrade request: {exc}"))

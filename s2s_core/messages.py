@@ -130,9 +130,21 @@ def _raw_base64(raw: msgspec.Raw, kind: str) -> bytes:
         ) from None
 
 
+class _AudioTail(msgspec.Struct, gc=False):
+    """The members after ``audio`` in the usual layout (``type`` only to see a duplicate)."""
+
+    start_s: float | None = None
+    stop_s: float | None = None
+    stream_id: int | None = None
+    client_req_id: str | None = None
+    type: msgspec.Raw | None = None
+
+
 _audio_wire_decoder = msgspec.json.Decoder(_AudioWire)
+_audio_tail_decoder = msgspec.json.Decoder(_AudioTail)
 _AUDIO_KEY = b'"audio":"'
 _AUDIO_PREFIX = b'{"type":"audio","audio":"'  # how the service and the local server start
+_TAIL_OPEN = b'{"":0'
 
 
 def _fast_audio(data: bytes) -> Audio | None:
@@ -140,12 +152,13 @@ def _fast_audio(data: bytes) -> Audio | None:
 
     The base64 string is most of the message: find it with ``bytes.find``,
     base64-decode it in place (pybase64 validates the alphabet, so it cannot
-    hold an escape or a quote), and parse the rest, with the string emptied.
-    Returns None whenever the shortcut cannot be proven right (the key nested
-    or after an escape, another type, bad base64, malformed JSON): the caller
-    then takes the general path, which also produces the precise error.
+    hold an escape or a quote), and parse the rest. Returns None whenever the
+    shortcut cannot be proven right (the key nested or after an escape,
+    another type, a second ``audio`` member, bad base64, malformed JSON): the
+    caller then takes the general path, which also produces the precise error.
     """
-    if data.startswith(_AUDIO_PREFIX):
+    prefixed = data.startswith(_AUDIO_PREFIX)
+    if prefixed:
         start = len(_AUDIO_PREFIX)
     else:
         key = data.find(_AUDIO_KEY)
@@ -163,18 +176,26 @@ def _fast_audio(data: bytes) -> Audio | None:
     end = data.find(b'"', start)
     if end < 0:
         return None
-    tail = data[end:]
     # Another "audio" member after this one would win: let the general path judge
     # (a backslash could spell the key with escapes).
+    tail = data[end + 1:]
     if b'"audio"' in tail or b"\\" in tail:
         return None
+    rest: _AudioTail | _AudioWire
     try:
         audio = _b64decode(memoryview(data)[start:end])
-        wire = _audio_wire_decoder.decode(data[:start] + tail)
+        if prefixed:
+            # Only the members after the audio are left to parse: reopen them as an
+            # object (a dummy first member keeps a dangling comma an error).
+            rest = _audio_tail_decoder.decode(_TAIL_OPEN + tail)
+            if rest.type is not None:
+                return None
+        else:
+            rest = _audio_wire_decoder.decode(data[:start] + b'"' + tail)
     except (binascii.Error, ValueError, msgspec.DecodeError):
         return None
-    return Audio(audio=audio, start_s=wire.start_s, stop_s=wire.stop_s,
-                 stream_id=wire.stream_id, client_req_id=wire.client_req_id)
+    return Audio(audio=audio, start_s=rest.start_s, stop_s=rest.stop_s,
+                 stream_id=rest.stream_id, client_req_id=rest.client_req_id)
 
 
 def decode_server_message(data: bytes | str) -> ServerEvent:

@@ -20,7 +20,7 @@ __all__ = ["RequestTracker"]
 class RequestTracker:
     """What one request has received and how it ended."""
 
-    __slots__ = ("collector", "keep_audio", "terminal", "finished")
+    __slots__ = ("collector", "finished", "keep_audio", "terminal")
 
     def __init__(self, output_format: str | None, *, keep_audio: bool) -> None:
         self.collector = ResultCollector(output_format)

@@ -29,13 +29,10 @@ from s2s_core.errors import (
     S2SError,
 )
 from s2s_core.events import (
-    Audio,
     Closed,
-    EndOfStream,
     ErrorMessage,
     Ready,
     ServerEvent,
-    Text,
 )
 from s2s_core.protocol import AudioInput
 from s2s_core.request_state import RequestTracker
