@@ -56,33 +56,49 @@ class InputChunker:
         self._wav_head = bytearray()
 
     def feed(self, piece: bytes | bytearray | memoryview | np.ndarray) -> Iterator[Chunk]:
-        """Chunks ready to send for this piece of input."""
+        """Chunks ready to send for this piece of input (cut lazily: no whole copy)."""
+        view = self._as_bytes(piece)
+        if self._frame is None:
+            yield from self._opaque(bytes(view))
+            return
+        frame = self._frame
+        pending = self._pending
+        start = 0
+        if pending:
+            start = min(frame - len(pending), len(view))
+            pending += view[:start]
+            if len(pending) < frame:
+                return
+            yield Chunk(bytes(pending), FRAME_SECONDS)
+            pending.clear()
+        end = start + (len(view) - start) // frame * frame
+        for offset in range(start, end, frame):
+            yield Chunk(bytes(view[offset:offset + frame]), FRAME_SECONDS)
+        pending += view[end:]
+
+    def _as_bytes(self, piece: bytes | bytearray | memoryview | np.ndarray) -> memoryview:
         fmt = self.format
         if isinstance(piece, np.ndarray):
             if fmt.codec is not Codec.PCM16:
                 raise InvalidAudio(
                     f"numpy audio needs a pcm input_format, not {fmt.name!r}; "
                     "encode it yourself and pass bytes")
-            pcm = to_pcm16(piece)
             assert fmt.sample_rate is not None
-            if self._array_rate is not None and self._array_rate != fmt.sample_rate:
+            resampling = self._array_rate is not None and self._array_rate != fmt.sample_rate
+            if (not resampling and piece.dtype == np.dtype("<i2") and piece.ndim == 1
+                    and piece.flags.c_contiguous):
+                return piece.data.cast("B")  # already wire samples: no copy
+            pcm = to_pcm16(piece)
+            if resampling:
+                assert self._array_rate is not None
                 samples = np.frombuffer(pcm, dtype="<i2")
                 pcm = resample(samples, self._array_rate, fmt.sample_rate).astype("<i2").tobytes()
-            piece = pcm
-        elif not isinstance(piece, (bytes, bytearray, memoryview)):
+            return memoryview(pcm)
+        if not isinstance(piece, (bytes, bytearray, memoryview)):
             raise InvalidAudio(f"audio chunks must be bytes or numpy arrays, "
                                f"not {type(piece).__name__}")
-        if self._frame is None:
-            yield from self._opaque(bytes(piece))
-            return
-        self._pending += piece
-        frame = self._frame
-        whole = len(self._pending) - len(self._pending) % frame
-        if whole:
-            block = bytes(self._pending[:whole])
-            del self._pending[:whole]
-            for start in range(0, whole, frame):
-                yield Chunk(block[start:start + frame], FRAME_SECONDS)
+        view = memoryview(piece)
+        return view.cast("B") if view.c_contiguous else memoryview(view.tobytes())
 
     def finish(self) -> Iterator[Chunk]:
         """The last partial chunk, then trailing silence (raw formats only)."""

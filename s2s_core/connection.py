@@ -99,6 +99,11 @@ class _Base(abc.ABC):
         self._close_sent: tuple[int, str] | None = None
         self.closed_event: Closed | None = None
 
+    @property
+    def close_timeout(self) -> float | None:
+        """Seconds the closing handshake may take (None: no limit)."""
+        return self._close_timeout
+
     # -- outputs --
 
     @property

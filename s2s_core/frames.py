@@ -47,6 +47,10 @@ Payload: TypeAlias = bytes | bytearray | memoryview
 _OPCODES: tuple[Opcode | None, ...] = tuple({int(op): op for op in Opcode}.get(i)
                                              for i in range(16))
 _MAX_CONTROL_PAYLOAD = 125
+# Enum members through the class cost a descriptor call each (Python 3.11): hot paths
+# use these.
+_TEXT = Opcode.TEXT
+_BINARY = Opcode.BINARY
 _KEY_BATCH = 4096  # bytes drawn from the key source at a time: 1024 masking keys
 
 # Below this size, XOR through Python's big integers beats numpy's per-call cost.
@@ -111,6 +115,15 @@ MASK_ACCELERATED = _apply_mask is not None
 _xor = _xor_accelerated if MASK_ACCELERATED else _xor_python
 
 
+def _mask_whole_python(payload: Payload, key: bytes) -> bytes:
+    return _xor_python(payload, 0, len(payload), key)
+
+
+# The writer masks whole payloads: the C function itself when there is one.
+_mask_whole: Callable[[Payload, bytes], bytes] = (
+    _apply_mask if _apply_mask is not None else _mask_whole_python)
+
+
 def is_valid_close_code(code: int) -> bool:
     """Tell whether ``code`` may appear in a close frame on the wire."""
     return code in _PROTOCOL_CLOSE_CODES or 3000 <= code <= 4999
@@ -154,6 +167,21 @@ def _contiguous_bytes(view: memoryview) -> Payload:
     return view.cast("B")
 
 
+# First byte of a frame (FIN bit and opcode) by opcode; a missing entry is refused.
+_FIRST_BYTE: dict[int, int] = {int(op): 0x80 | int(op) for op in Opcode}
+_FIRST_BYTE_MORE: dict[int, int] = {int(op): int(op) for op in Opcode if op < 8}
+
+
+def _refusal(opcode: int, n: int) -> LocalProtocolError:
+    """Why ``FrameWriter.frame`` refuses a frame (the checks are in the lookup tables)."""
+    if not isinstance(opcode, int) or opcode > 15 or opcode < 0 or _OPCODES[opcode] is None:
+        return LocalProtocolError(f"cannot send a frame with opcode {opcode!r}")
+    name = Opcode(opcode).name
+    if n > _MAX_CONTROL_PAYLOAD:
+        return LocalProtocolError(f"{name} payload of {n} bytes exceeds 125 bytes")
+    return LocalProtocolError(f"cannot fragment a {name} frame")
+
+
 class FrameWriter:
     """Serialise frames for one side of a connection.
 
@@ -177,17 +205,12 @@ class FrameWriter:
         """Whether the frames written are masked (client role)."""
         return self._mask
 
-    def _next_key(self) -> bytes:
-        pos = self._key_pos
-        if pos >= len(self._keys):
-            keys = bytes(self._key_source(_KEY_BATCH))
-            if len(keys) != _KEY_BATCH:
-                raise ValueError(f"key_source returned {len(keys)} bytes, "
-                                 f"expected {_KEY_BATCH}")
-            self._keys = keys
-            pos = 0
-        self._key_pos = pos + 4
-        return self._keys[pos:pos + 4]
+    def _refill_keys(self) -> None:
+        keys = bytes(self._key_source(_KEY_BATCH))
+        if len(keys) != _KEY_BATCH:
+            raise ValueError(f"key_source returned {len(keys)} bytes, expected {_KEY_BATCH}")
+        self._keys = keys
+        self._key_pos = 0
 
     def frame(self, opcode: Opcode, payload: Payload = b"", *, fin: bool = True) -> bytes:
         """Serialise one frame.
@@ -208,17 +231,9 @@ class FrameWriter:
         if type(payload) is memoryview:
             payload = _contiguous_bytes(payload)
         n = len(payload)
-        if opcode > 2:
-            if opcode > 15 or _OPCODES[opcode] is None:
-                raise LocalProtocolError(f"cannot send a frame with opcode {opcode!r}")
-            if n > _MAX_CONTROL_PAYLOAD:
-                raise LocalProtocolError(
-                    f"{Opcode(opcode).name} payload of {n} bytes exceeds 125 bytes")
-            if not fin:
-                raise LocalProtocolError(f"cannot fragment a {Opcode(opcode).name} frame")
-        elif opcode < 0:
-            raise LocalProtocolError(f"cannot send a frame with opcode {opcode!r}")
-        b0 = opcode | 0x80 if fin else int(opcode)
+        b0 = (_FIRST_BYTE if fin else _FIRST_BYTE_MORE).get(opcode)
+        if b0 is None or (b0 & 0x08 and n > _MAX_CONTROL_PAYLOAD):
+            raise _refusal(opcode, n)
         if not self._mask:
             if n < 126:
                 header = _HEAD7(b0, n)
@@ -227,14 +242,20 @@ class FrameWriter:
             else:
                 header = _HEAD64(b0, 127, n)
             return header + payload
-        key = self._next_key()
+        # The next key of the batch (inlined: this runs for every frame we send).
+        pos = self._key_pos
+        if pos >= len(self._keys):
+            self._refill_keys()
+            pos = 0
+        self._key_pos = pos + 4
+        key = self._keys[pos:pos + 4]
         if n < 126:
             header = _HEAD7_KEY(b0, 0x80 | n, key)
         elif n < 65536:
             header = _HEAD16_KEY(b0, 0xFE, n, key)
         else:
             header = _HEAD64_KEY(b0, 0xFF, n, key)
-        return header + _xor(payload, 0, n, key)
+        return header + _mask_whole(payload, key)
 
     def close_frame(self, code: int | None = None, reason: str = "") -> bytes:
         """Serialise a close frame.
@@ -414,9 +435,9 @@ class FrameReader:
                     if b0 == 0x81:
                         if not payload.isascii():
                             _check_utf8(None, payload, True)
-                        out.append((Opcode.TEXT, payload))
+                        out.append((_TEXT, payload))
                     else:
-                        out.append((Opcode.BINARY, payload))
+                        out.append((_BINARY, payload))
                     continue
             if b0 & 0x70:
                 raise RemoteProtocolError(

@@ -130,9 +130,11 @@ MASKERS = ["python"] + (["accelerated"] if frames.MASK_ACCELERATED else [])
 @pytest.fixture(params=MASKERS)
 def masker(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run a test with each masking implementation (numpy, and C when installed)."""
-    impl = frames._xor_python if request.param == "python" else frames._xor_accelerated
+    python = request.param == "python"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(frames, "_xor", impl)
+        patch.setattr(frames, "_xor", frames._xor_python if python else frames._xor_accelerated)
+        patch.setattr(frames, "_mask_whole",
+                      frames._mask_whole_python if python else frames._apply_mask)
         yield request.param
 
 

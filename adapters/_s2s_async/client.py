@@ -120,7 +120,8 @@ class S2SStream:
                 yield event.audio
 
     async def result(self) -> S2SResult:
-        """Consume the rest and return the whole result."""
+        """Consume the rest and return the result (see ``keep_audio``)."""
+        self._request._track.keep_audio = True
         return await self._request.result()
 
 
@@ -185,7 +186,7 @@ class S2SClient:
     @asynccontextmanager
     async def s2s_stream(self, setup: SetupLike, audio: AudioSource, *,
                          sample_rate: int | None = None, pace: float | None = 1.0,
-                         trailing_silence_s: float = 2.0,
+                         trailing_silence_s: float = 2.0, keep_audio: bool = False,
                          connection: Connection | None = None) -> AsyncIterator[S2SStream]:
         """Stream ``audio`` in the background; yield the stream once ready.
 
@@ -197,6 +198,9 @@ class S2SClient:
             pace: 1.0 sends at real time (recommended by the vendor), 2.0
                 twice as fast, None as fast as possible.
             trailing_silence_s: Silence appended to raw (pcm, G.711) input.
+            keep_audio: Keep every output chunk for ``result()`` (off by
+                default so a long stream does not grow memory; ``result()``
+                then holds the audio not iterated before it).
             connection: Run on this connection instead of opening one.
         """
         if not isinstance(setup, Setup):
@@ -206,11 +210,11 @@ class S2SClient:
         backend = self._backend
         if connection is not None:
             async with _running_stream(backend, connection, setup, chunker, audio,
-                                       pace) as stream:
+                                       pace, keep_audio) as stream:
                 yield stream
             return
         async with self.connection() as conn, _running_stream(
-                backend, conn, setup, chunker, audio, pace) as stream:
+                backend, conn, setup, chunker, audio, pace, keep_audio) as stream:
             yield stream
 
     async def s2s(self, setup: SetupLike, audio: AudioSource, sample_rate: int | None = None,
@@ -221,15 +225,16 @@ class S2SClient:
             S2SError: On any failure, with ``partial_result`` attached.
         """
         async with self.s2s_stream(setup, audio, sample_rate=sample_rate, pace=pace,
-                                   trailing_silence_s=trailing_silence_s) as stream:
+                                   trailing_silence_s=trailing_silence_s,
+                                   keep_audio=True) as stream:
             return await stream.result()
 
 
 @asynccontextmanager
 async def _running_stream(backend: Backend, conn: Connection, setup: Setup,
                           chunker: InputChunker, audio: AudioSource,
-                          pace: float | None) -> AsyncIterator[S2SStream]:
-    request = await conn.start(setup, keep_audio=True)
+                          pace: float | None, keep_audio: bool) -> AsyncIterator[S2SStream]:
+    request = await conn.start(setup, keep_audio=keep_audio)
     failure: BaseException | None = None
     try:
         async with backend.task_group() as tasks:

@@ -227,6 +227,7 @@ class Connection:
         self.closed_event: Closed | None = None
         self._transport_closed = False
         self._write_error: BaseException | None = None
+        self._close_wait = (core.close_timeout or 5.0) + 1.0
         self._orphan_error: ErrorMessage | None = None
 
     def __repr__(self) -> str:
@@ -323,7 +324,22 @@ class Connection:
                 self._kick_writer()
                 await self._route_events()
         finally:
+            if core.state is not ConnectionState.CLOSED:
+                # Cancelled (the caller's scope ended): the socket goes now, no handshake.
+                core.transport_failed(ConnectionAbortedError("reader cancelled"),
+                                      now=backend.current_time())
+            self._route_events_nowait()
             await self._close_transport()
+
+    def _route_events_nowait(self) -> None:
+        """Deliver what the core still holds without waiting (room permitting)."""
+        for event in self.core.events_received():
+            if isinstance(event, Closed):
+                self._on_closed(event)
+                continue
+            request = self._route(getattr(event, "client_req_id", None))
+            if request is not None:
+                request._deliver_nowait(event)
 
     async def timer(self) -> None:
         """Run the core's timers at its deadlines."""
@@ -407,7 +423,10 @@ class Connection:
             self._wake_timer()
             with contextlib.suppress(ConnectionClosedError):
                 await self.flush()  # on failure the reader reports how the connection ended
-            await self.closed.wait()
+            # The core's close timeout ends this; the bound covers a reader already gone.
+            backend = self.backend
+            with backend.move_on_at(backend.current_time() + self._close_wait):
+                await self.closed.wait()
         await self._close_transport()
 
 

@@ -206,7 +206,8 @@ class S2SStream:
                 yield event.audio
 
     def result(self) -> S2SResult:
-        """Consume the rest and return the whole result."""
+        """Consume the rest and return the result (see ``keep_audio``)."""
+        self._request._track.keep_audio = True
         while self._next() is not None:
             pass
         return self._request.collector.result()
@@ -275,7 +276,7 @@ class S2SClient:
     @contextmanager
     def s2s_stream(self, setup: SetupLike, audio: AudioSource, *,
                    sample_rate: int | None = None, pace: float | None = 1.0,
-                   trailing_silence_s: float = 2.0,
+                   trailing_silence_s: float = 2.0, keep_audio: bool = False,
                    connection: Connection | None = None) -> Iterator[S2SStream]:
         """Start a request fed from ``audio``; yield the stream once ready.
 
@@ -289,6 +290,9 @@ class S2SClient:
             pace: 1.0 sends at real time (recommended by the vendor), 2.0
                 twice as fast, None as fast as possible.
             trailing_silence_s: Silence appended to raw (pcm, G.711) input.
+            keep_audio: Keep every output chunk for ``result()`` (off by
+                default so a long stream does not grow memory; ``result()``
+                then holds the audio not iterated before it).
             connection: Run on this connection instead of opening one.
         """
         if not isinstance(setup, Setup):
@@ -297,10 +301,10 @@ class S2SClient:
                                trailing_silence_s=trailing_silence_s)
         pacer = Pacer(pace, 0.0)  # validates pace before we connect
         if connection is not None:
-            yield _start_stream(connection, setup, chunker, audio, pacer)
+            yield _start_stream(connection, setup, chunker, audio, pacer, keep_audio)
             return
         with self.connection() as conn:
-            yield _start_stream(conn, setup, chunker, audio, pacer)
+            yield _start_stream(conn, setup, chunker, audio, pacer, keep_audio)
 
     def s2s(self, setup: SetupLike, audio: AudioSource, sample_rate: int | None = None,
             *, pace: float | None = 1.0, trailing_silence_s: float = 2.0) -> S2SResult:
@@ -310,13 +314,13 @@ class S2SClient:
             S2SError: On any failure, with ``partial_result`` attached.
         """
         with self.s2s_stream(setup, audio, sample_rate=sample_rate, pace=pace,
-                             trailing_silence_s=trailing_silence_s) as stream:
+                             trailing_silence_s=trailing_silence_s, keep_audio=True) as stream:
             return stream.result()
 
 
 def _start_stream(conn: Connection, setup: Setup, chunker: InputChunker, audio: AudioSource,
-                  pacer: Pacer) -> S2SStream:
-    request = conn.start(setup, keep_audio=True)
+                  pacer: Pacer, keep_audio: bool) -> S2SStream:
+    request = conn.start(setup, keep_audio=keep_audio)
     pacer.start = time.monotonic()
     stream = S2SStream(request, _Feeder(request, chunker, audio, pacer))
     stream._wait_ready()
