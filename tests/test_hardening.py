@@ -17,11 +17,11 @@ from collections.abc import Iterator
 import anyio
 import numpy as np
 import pytest
-from harness import MODES, base_url_of, harness_for, tone_burst
 
 import s2s_anyio
 import s2s_threaded
 from _s2s_async.client import ClientOptions
+from harness import MODES, base_url_of, harness_for, tone_burst
 from s2s_anyio import run_server
 from s2s_core.connection import ClientConnection
 from s2s_core.errors import InvalidAudio, LocalProtocolError, PolicyViolation, S2SError
