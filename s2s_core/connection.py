@@ -597,6 +597,7 @@ class ServerConnection(_Base):
         self._handshake = H11Handshake(ConnectionType.SERVER)
         self.request: UpgradeRequest | None = None
         self._rest = b""
+        self._fault: RemoteProtocolError | None = None
 
     def receive_data(self, data: bytes, *, now: float | None = None) -> None:
         """Bytes read from the transport; never raises for a peer fault."""
@@ -664,14 +665,31 @@ class ServerConnection(_Base):
         """Send one raw frame, unchecked (fault injection in tests)."""
         self._outbox.append(self._writer.frame(opcode, payload, fin=fin))
 
-    def _on_text(self, payload: bytes) -> None:
-        try:
-            events = self.protocol.receive_message(payload)
-        except RemoteProtocolError as exc:
+    @property
+    def has_data_to_send(self) -> bool:
+        """True when ``data_to_send()`` would return bytes."""
+        return bool(self._outbox) or self._fault is not None
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write now; a client fault is answered here (see ``_on_text``)."""
+        if self._fault is not None and self.state is ConnectionState.OPEN:
+            exc, self._fault = self._fault, None
             code = exc.close_code if exc.close_code in (1002, 1008) else 1002
             answer = self.protocol.send_error(str(exc), code)
             self._outbox.append(self._writer.frame(Opcode.TEXT, answer))
             self._fail(exc, code, _close_reason(exc))
+        return super().data_to_send()
+
+    def _on_text(self, payload: bytes) -> None:
+        if self._fault is not None:
+            return  # nothing after a client fault counts
+        try:
+            events = self.protocol.receive_message(payload)
+        except RemoteProtocolError as exc:
+            # Answered (error message, then close) when the application next
+            # drains data_to_send(): its replies to the messages before the
+            # fault go out first, as the service's would.
+            self._fault = exc
             return
         self._events.extend(events)
 

@@ -804,10 +804,13 @@ def test_server_answers_a_client_fault_with_error_and_close() -> None:
     link = open_link()
     link.server.receive_data(FrameWriter(mask=True).frame(
         Opcode.TEXT, b'{"type":"audio","audio":"AAA="}'))
+    # Replies to messages before a fault go first: the answer is queued when
+    # the application drains data_to_send(), and Closed follows it.
+    assert link.server.events_received() == []
+    data = link.server.data_to_send()
     [closed] = link.server.events_received()
     assert closed.code == 1002
     assert isinstance(closed.error, RemoteProtocolError)
-    data = link.server.data_to_send()
     frames = frames_from_server(data)
     assert [op for op, _ in frames] == [Opcode.TEXT, Opcode.CLOSE]
     assert json.loads(frames[0][1]) == {
@@ -824,9 +827,9 @@ def test_server_answers_a_bad_setup_with_1008() -> None:
     link = open_link()
     link.server.receive_data(FrameWriter(mask=True).frame(
         Opcode.TEXT, b'{"type":"setup","voice_id":"v","input_format":"mp3"}'))
+    frames = frames_from_server(link.server.data_to_send())
     [closed] = link.server.events_received()
     assert closed.code == 1008
-    frames = frames_from_server(link.server.data_to_send())
     error = json.loads(frames[0][1])
     assert error["code"] == 1008
     assert "input_format" in error["message"]

@@ -21,3 +21,9 @@ def test_sans_io_example_translates() -> None:
     with run_server() as url:
         out = namespace["translate"](url, pcm)  # type: ignore[operator]
     assert isinstance(out, bytes) and len(out) == 2 * len(pcm)
+
+
+def test_state_diagram_is_the_table() -> None:
+    from s2s_core._state import render_diagram
+
+    assert render_diagram() in README.read_text()
