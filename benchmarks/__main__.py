@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     scale = p.add_argument_group("scale")
     scale.add_argument("--sessions", type=_levels, metavar="N[,N...]",
                        help="concurrent sessions; the next levels are tried when one misses "
-                            "the goal (default 1000,500,250; quick 50)")
+                            "the goal (default 1000,200,50,20; quick 50)")
     scale.add_argument("--scale-seconds", type=float,
                        help="seconds per session (default 20; quick 5)")
     scale.add_argument("--ramp", type=float,
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     number = int(_pick(ns.number, 2000, 200, q))  # type: ignore[call-overload]
     seconds = float(_pick(ns.seconds, 60.0, 10.0, q))  # type: ignore[arg-type]
     repeats = int(_pick(ns.repeats, 5, 1, q))  # type: ignore[call-overload]
-    levels: list[int] = _pick(ns.sessions, [1000, 500, 250], [50], q)  # type: ignore[assignment]
+    levels: list[int] = _pick(ns.sessions, [1000, 200, 50, 20], [50], q)  # type: ignore[assignment]
     scale_seconds = float(_pick(ns.scale_seconds, 20.0, 5.0, q))  # type: ignore[arg-type]
     ramp = float(_pick(ns.ramp, 4.0, 1.0, q))  # type: ignore[arg-type]
 

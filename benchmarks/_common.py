@@ -199,6 +199,13 @@ def machine_info() -> dict[str, Any]:
         "load_average_at_start": load,
         "versions": {name: _version(name) for name in (
             "s2s-core", "gradium", "aiohttp", "msgspec", "pybase64", "numpy", "anyio", "trio",
-            "wsproto")},
+            "wsproto", "websockets")},
         "pybase64": b64,
+        "frame_masking": "C (websockets.speedups)" if _mask_accelerated() else "numpy",
     }
+
+
+def _mask_accelerated() -> bool:
+    from s2s_core import frames
+
+    return frames.MASK_ACCELERATED

@@ -67,6 +67,7 @@ async def _ours(run: _Run, i: int, clock: Callable[[], float],
     import anyio
 
     import s2s_anyio
+    from s2s_core.events import Audio
 
     async with s2s_anyio.connect(_URL[0], sdk_setup(), api_key=API_KEY) as session:
         run.started += 1
@@ -75,8 +76,8 @@ async def _ours(run: _Run, i: int, clock: Callable[[], float],
         async def consume() -> None:
             nonlocal received
             async for event in session:
-                if event.type == "audio":
-                    received += len(event.audio)  # type: ignore[union-attr]
+                if isinstance(event, Audio):
+                    received += len(event.audio)
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(consume)
@@ -146,9 +147,11 @@ async def _drive(fn: SessionFn, run: _Run, server_pid: int | None,
                  sleep_until: Callable[[float], Awaitable[None]]) -> dict[str, Any]:
     """Start every session on its ramp slot; sample CPU/RSS in the steady window."""
     t0 = clock() + 0.5
+    def starter(i: int, start_at: float) -> Callable[[], Awaitable[None]]:
+        return lambda: _guarded(fn, run, i, clock, sleep_until, start_at)
+
     for i in range(run.sessions):
-        start_at = t0 + run.ramp * i / run.sessions
-        spawn(lambda i=i, s=start_at: _guarded(fn, run, i, clock, sleep_until, s))
+        spawn(starter(i, t0 + run.ramp * i / run.sessions))
     # The steady window: every session started (plus a margin) until the first ends.
     steady_from = t0 + run.ramp + 1.0
     steady_to = t0 + run.seconds - 0.5
@@ -228,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             import aiohttp  # noqa: F401
             import gradium.client  # noqa: F401
         else:
-            import anyio  # noqa: F401
+            import anyio
 
             import s2s_anyio  # noqa: F401
         audio = speech_like(ns.seconds)
@@ -240,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         gc.collect()
         rss0 = rss_kib()
         cpu0, wall0 = cpu_seconds(), time.perf_counter()
-        deadline = ns.ramp + 3 * ns.seconds + 60
+        deadline = ns.ramp + 2 * ns.seconds + 30
         if ns.mode == "sdk":
             steady = asyncio.run(_main_asyncio(_sdk, run, ns.server_pid, deadline))
         else:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import select
 import signal
 import subprocess
-import select
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass

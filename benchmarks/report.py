@@ -52,6 +52,7 @@ def markdown(info: dict[str, Any], sections: list[Section]) -> str:
     versions = info.get("versions") or {}
     lines.append("- python " + str(info.get("python")) + ", " + ", ".join(
         f"{k} {v}" for k, v in versions.items() if v))
+    lines.append(f"- frame masking: {info.get('frame_masking')}")
     lines.append("- ratio = SDK / ours (how many times less CPU we use); times are CPU "
                  "times, medians of interleaved rounds or repeated processes")
     lines.append("")
@@ -74,7 +75,10 @@ def write_markdown(path: Path, info: dict[str, Any], sections: list[Section]) ->
 
 
 def write_chart(path: Path, info: dict[str, Any], sections: list[Section]) -> bool:
-    """Draw every ratio target against its goal (and the scale lateness); False without matplotlib."""
+    """Draw each ratio target against its goal, and the scale lateness.
+
+    Returns False when matplotlib is missing.
+    """
     try:
         import matplotlib
     except ImportError:
@@ -128,9 +132,10 @@ def write_chart(path: Path, info: dict[str, Any], sections: list[Section]) -> bo
                 names.append("official SDK, same load")
                 values.append(t.sdk)
                 colors.append("#607d8b")
-        ax.barh(names[::-1], values[::-1], color=colors[::-1])
+        ax.barh(names[::-1], [max(v, 0.1) for v in values[::-1]], color=colors[::-1])
         ax.axvline(40.0, color="black", linewidth=1.5)
-        ax.set_xlabel("p99 lateness of paced sends (ms); black line = 40 ms goal")
+        ax.set_xscale("log")
+        ax.set_xlabel("p99 lateness of paced sends (ms, log scale); black line = 40 ms goal")
         ax.tick_params(axis="y", labelsize=8)
     fig.suptitle(f"{info.get('date')}  {info.get('cpu')} x {info.get('cpu_count')}  "
                  f"Python {info.get('python')}", fontsize=8)

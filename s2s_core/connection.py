@@ -672,13 +672,21 @@ class ServerConnection(_Base):
 
     def data_to_send(self) -> bytes:
         """Bytes to write now; a client fault is answered here (see ``_on_text``)."""
+        self._answer_fault()
+        return super().data_to_send()
+
+    def receive_eof(self, *, now: float | None = None) -> None:
+        """The transport has no more data (a pending client fault is answered first)."""
+        self._answer_fault()
+        super().receive_eof(now=now)
+
+    def _answer_fault(self) -> None:
         if self._fault is not None and self.state is ConnectionState.OPEN:
             exc, self._fault = self._fault, None
             code = exc.close_code if exc.close_code in (1002, 1008) else 1002
             answer = self.protocol.send_error(str(exc), code)
             self._outbox.append(self._writer.frame(Opcode.TEXT, answer))
             self._fail(exc, code, _close_reason(exc))
-        return super().data_to_send()
 
     def _on_text(self, payload: bytes) -> None:
         if self._fault is not None:

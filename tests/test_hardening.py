@@ -20,7 +20,7 @@ import pytest
 
 import s2s_anyio
 import s2s_threaded
-from _s2s_async.client import ClientOptions
+from _s2s_async.common import ClientOptions
 from harness import MODES, base_url_of, harness_for, tone_burst
 from s2s_anyio import run_server
 from s2s_core.connection import ClientConnection

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from _s2s_async.client import ClientOptions
+from _s2s_async.common import ClientOptions
 from harness import MODES, Harness, StreamOutcome, harness_for, tone_burst
 from s2s_anyio import run_server
 from s2s_core.audio import to_pcm16

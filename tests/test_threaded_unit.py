@@ -87,7 +87,8 @@ def test_pacing_feeds_input_while_events_are_consumed(url: str) -> None:
     client = st.S2SClient("k", base_url=base_url(url))
     seconds, pace = 3.0, 2.0
     started = time.monotonic()
-    with client.s2s_stream(SETUP, tone(seconds), pace=pace, trailing_silence_s=0.0) as stream:
+    with client.s2s_stream(SETUP, tone(seconds), pace=pace, trailing_silence_s=0.0,
+                           keep_audio=True) as stream:
         audio_events = audio_while_feeding = 0
         for event in stream.iter_events():
             if type(event) is Audio:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -14,47 +11,27 @@ import numpy as np
 from s2s_core.audio_input import Chunk, InputChunker, Pacer
 from s2s_core.errors import InvalidAudio, S2SError
 from s2s_core.events import Audio, ServerEvent
-from s2s_core.results import S2SResult, TextWithTimestamps
+from s2s_core.results import S2SResult
 from s2s_core.setup import Setup
-from s2s_core.urls import DEFAULT_BASE_URL, s2s_url
 
 from .backend import Backend
+from .common import ClientBase, ClientOptions, MissingCredentials, SetupLike, StreamInfo
 from .session import Connection, Request, Session, open_connection, unwrap_group
 
 __all__ = ["S2SClient", "S2SStream", "ClientOptions", "MissingCredentials", "connect",
            "AudioSource", "SetupLike"]
 
-SetupLike = Setup | Mapping[str, Any]
 AudioPiece = bytes | bytearray | memoryview | np.ndarray
 AudioSource = AudioPiece | Iterable[AudioPiece] | AsyncIterable[AudioPiece]
 """Input audio: all at once, or an (async) iterable of chunks."""
 
 
-class MissingCredentials(S2SError, ValueError):
-    """Neither an API key nor a token was given (nor GRADIUM_API_KEY set)."""
-
-
-@dataclass(frozen=True)
-class ClientOptions:
-    """Connection settings shared by every call of a client."""
-
-    ssl_context: ssl.SSLContext | None = None
-    extra_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None
-    connect_timeout: float | None = 10.0
-    ready_timeout: float | None = 15.0
-    idle_timeout: float | None = 60.0
-    close_timeout: float | None = 5.0
-    ping_interval: float | None = 20.0
-    ping_timeout: float | None = 20.0
-    max_message_size: int | None = 16 * 2**20
-    queue_size: int = 256
-
-
 @asynccontextmanager
 async def connect(backend: Backend, url: str, setup: SetupLike, *, api_key: str | None = None,
                   token: str | None = None, keep_audio: bool = False,
-                  options: ClientOptions = ClientOptions()) -> AsyncIterator[Session]:
+                  options: ClientOptions | None = None) -> AsyncIterator[Session]:
     """Open a connection, send ``setup``, and yield the session."""
+    options = options or ClientOptions()
     if not isinstance(setup, Setup):
         setup = Setup.from_mapping(setup)
     async with open_connection(
@@ -69,12 +46,14 @@ async def connect(backend: Backend, url: str, setup: SetupLike, *, api_key: str 
         yield Session(conn, request)
 
 
-class S2SStream:
+class S2SStream(StreamInfo):
     """A running request fed from an audio source (``S2SClient.s2s_stream``).
 
     Iterate ``iter_audio()`` for output bytes or ``iter_events()`` for every
     event; text segments collect in ``text_with_timestamps`` either way.
     """
+
+    _request: Request
 
     def __init__(self, request: Request) -> None:
         self._request = request
@@ -83,29 +62,6 @@ class S2SStream:
     def request(self) -> Request:
         """The underlying request."""
         return self._request
-
-    @property
-    def sample_rate(self) -> int | None:
-        """Output sample rate from ``ready``."""
-        ready = self._request.ready
-        return ready.sample_rate if ready is not None else None
-
-    @property
-    def frame_size(self) -> int | None:
-        """Output samples per frame from ``ready``, when sent."""
-        ready = self._request.ready
-        return ready.frame_size if ready is not None else None
-
-    @property
-    def request_id(self) -> str | None:
-        """The server's request id."""
-        ready = self._request.ready
-        return ready.request_id if ready is not None else None
-
-    @property
-    def text_with_timestamps(self) -> list[TextWithTimestamps]:
-        """Text segments received so far."""
-        return self._request.text_with_timestamps
 
     async def iter_events(self) -> AsyncIterator[ServerEvent]:
         """Every event after ``ready``, until ``EndOfStream`` (included)."""
@@ -125,47 +81,18 @@ class S2SStream:
         return await self._request.result()
 
 
-class S2SClient:
+class S2SClient(ClientBase):
     """Client of the S2S API with the official SDK's three calls.
 
-    Each adapter subclasses it to set ``backend``.
-
-    Args:
-        api_key: Defaults to the GRADIUM_API_KEY environment variable.
-        base_url: API base; ``http(s)`` becomes ``ws(s)`` by scheme only.
-        region: Legacy ``"eu"``/``"us"`` hosts, only when asked for.
-        token: A single-use token (``?token=``) instead of a key: it is
-            good for one connection.
-        ssl_context: Trust a custom CA (verification is always on).
-        options: Timeouts, TLS, queue sizes.
-
-    Raises:
-        MissingCredentials: No key, no token and no GRADIUM_API_KEY.
+    Each adapter subclasses it to set ``backend``; the arguments are those
+    of ``ClientBase`` (api_key, base_url, region, token, ssl_context, options).
     """
 
     backend: ClassVar[Backend]
 
-    def __init__(self, api_key: str | None = None, *, base_url: str = DEFAULT_BASE_URL,
-                 region: str | None = None, token: str | None = None,
-                 ssl_context: ssl.SSLContext | None = None,
-                 options: ClientOptions | None = None) -> None:
-        if api_key is None and token is None:
-            api_key = os.environ.get("GRADIUM_API_KEY")
-        if api_key is None and token is None:
-            raise MissingCredentials(
-                "no credentials: pass api_key=..., token=..., or set GRADIUM_API_KEY")
-        options = options or ClientOptions()
-        if ssl_context is not None:
-            options = replace(options, ssl_context=ssl_context)
-        self._backend = self.backend
-        self._api_key = api_key
-        self._token = token
-        self.url = s2s_url(base_url, region=region)
-        self.options = options
-
-    def __repr__(self) -> str:
-        auth = "api_key=***" if self._api_key is not None else "token=***"
-        return f"{type(self).__name__}(url={self.url!r}, {auth})"
+    @property
+    def _backend(self) -> Backend:
+        return self.backend
 
     def s2s_realtime(self, **setup: Any) -> AbstractAsyncContextManager[Session]:
         """A session you drive yourself: ``async with client.s2s_realtime(...) as s2s:``."""

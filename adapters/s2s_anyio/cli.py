@@ -24,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
-from _s2s_async.client import MissingCredentials
+from _s2s_async.common import MissingCredentials
 from s2s_core.errors import (
     ConnectError,
     ConnectionClosedError,

@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from _s2s_async.client import ClientOptions, MissingCredentials
+from _s2s_async.common import ClientOptions, MissingCredentials
 from s2s_core.results import S2SResult, TextWithTimestamps
 from s2s_core.setup import Setup
 

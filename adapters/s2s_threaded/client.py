@@ -3,30 +3,26 @@
 from __future__ import annotations
 
 import math
-import os
 import ssl
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from _s2s_async.client import ClientOptions, MissingCredentials
+from _s2s_async.common import ClientBase, ClientOptions, SetupLike, StreamInfo
 from s2s_core.audio_input import Chunk, InputChunker, Pacer
 from s2s_core.errors import S2SError
 from s2s_core.events import Audio, ServerEvent
-from s2s_core.results import S2SResult, TextWithTimestamps
+from s2s_core.results import S2SResult
 from s2s_core.setup import Setup
-from s2s_core.urls import DEFAULT_BASE_URL, s2s_url
 
 from ._connection import Connection, Session, open_connection
 from ._request import Request, _Signal
 
 __all__ = ["S2SClient", "S2SStream", "connect", "AudioSource", "SetupLike"]
 
-SetupLike = Setup | Mapping[str, Any]
 AudioPiece = bytes | bytearray | memoryview | np.ndarray
 AudioSource = AudioPiece | Iterable[AudioPiece]
 """Input audio: all at once, or an iterable of chunks."""
@@ -147,7 +143,7 @@ def _chunks(chunker: InputChunker, audio: AudioSource) -> Iterator[Chunk]:
     yield from chunker.finish()
 
 
-class S2SStream:
+class S2SStream(StreamInfo):
     """A running request fed from an audio source (``S2SClient.s2s_stream``).
 
     Iterate ``iter_audio()`` for output bytes or ``iter_events()`` for every
@@ -161,6 +157,8 @@ class S2SStream:
     directly sends nothing.
     """
 
+    _request: Request
+
     def __init__(self, request: Request, feeder: _Feeder) -> None:
         self._request = request
         self._feeder = feeder
@@ -169,29 +167,6 @@ class S2SStream:
     def request(self) -> Request:
         """The underlying request."""
         return self._request
-
-    @property
-    def sample_rate(self) -> int | None:
-        """Output sample rate from ``ready``."""
-        ready = self._request.ready
-        return ready.sample_rate if ready is not None else None
-
-    @property
-    def frame_size(self) -> int | None:
-        """Output samples per frame from ``ready``, when sent."""
-        ready = self._request.ready
-        return ready.frame_size if ready is not None else None
-
-    @property
-    def request_id(self) -> str | None:
-        """The server's request id."""
-        ready = self._request.ready
-        return ready.request_id if ready is not None else None
-
-    @property
-    def text_with_timestamps(self) -> list[TextWithTimestamps]:
-        """Text segments received so far."""
-        return self._request.text_with_timestamps
 
     def iter_events(self) -> Iterator[ServerEvent]:
         """Every event after ``ready``, until ``EndOfStream`` (included)."""
@@ -227,42 +202,12 @@ class S2SStream:
         request.wait_ready()
 
 
-class S2SClient:
+class S2SClient(ClientBase):
     """Client of the S2S API with the official SDK's three calls, blocking.
 
-    Args:
-        api_key: Defaults to the GRADIUM_API_KEY environment variable.
-        base_url: API base; ``http(s)`` becomes ``ws(s)`` by scheme only.
-        region: Legacy ``"eu"``/``"us"`` hosts, only when asked for.
-        token: A single-use token (``?token=``) instead of a key: it is
-            good for one connection.
-        ssl_context: Trust a custom CA (verification is always on).
-        options: Timeouts, TLS, queue sizes.
-
-    Raises:
-        MissingCredentials: No key, no token and no GRADIUM_API_KEY.
+    The arguments are those of ``ClientBase`` (api_key, base_url, region,
+    token, ssl_context, options).
     """
-
-    def __init__(self, api_key: str | None = None, *, base_url: str = DEFAULT_BASE_URL,
-                 region: str | None = None, token: str | None = None,
-                 ssl_context: ssl.SSLContext | None = None,
-                 options: ClientOptions | None = None) -> None:
-        if api_key is None and token is None:
-            api_key = os.environ.get("GRADIUM_API_KEY")
-        if api_key is None and token is None:
-            raise MissingCredentials(
-                "no credentials: pass api_key=..., token=..., or set GRADIUM_API_KEY")
-        options = options or ClientOptions()
-        if ssl_context is not None:
-            options = replace(options, ssl_context=ssl_context)
-        self._api_key = api_key
-        self._token = token
-        self.url = s2s_url(base_url, region=region)
-        self.options = options
-
-    def __repr__(self) -> str:
-        auth = "api_key=***" if self._api_key is not None else "token=***"
-        return f"{type(self).__name__}(url={self.url!r}, {auth})"
 
     def s2s_realtime(self, **setup: Any) -> AbstractContextManager[Session]:
         """A session you drive yourself: ``with client.s2s_realtime(...) as s2s:``."""

@@ -1,0 +1,114 @@
+"""Client pieces with no event loop in them, shared by every adapter (threaded too)."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from s2s_core.errors import S2SError
+from s2s_core.events import Ready
+from s2s_core.results import TextWithTimestamps
+from s2s_core.setup import Setup
+from s2s_core.urls import DEFAULT_BASE_URL, s2s_url
+
+__all__ = ["ClientOptions", "MissingCredentials", "ClientBase", "StreamInfo", "SetupLike"]
+
+SetupLike = Setup | Mapping[str, Any]
+
+
+class MissingCredentials(S2SError, ValueError):
+    """Neither an API key nor a token was given (nor GRADIUM_API_KEY set)."""
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """Connection settings shared by every call of a client."""
+
+    ssl_context: ssl.SSLContext | None = None
+    extra_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None
+    connect_timeout: float | None = 10.0
+    ready_timeout: float | None = 15.0
+    idle_timeout: float | None = 60.0
+    close_timeout: float | None = 5.0
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    max_message_size: int | None = 16 * 2**20
+    queue_size: int = 256
+
+
+class ClientBase:
+    """Credentials, endpoint and options of an ``S2SClient`` (any adapter).
+
+    Args:
+        api_key: Defaults to the GRADIUM_API_KEY environment variable.
+        base_url: API base; ``http(s)`` becomes ``ws(s)`` by scheme only.
+        region: Legacy ``"eu"``/``"us"`` hosts, only when asked for.
+        token: A single-use token (``?token=``) instead of a key: it is
+            good for one connection.
+        ssl_context: Trust a custom CA (verification is always on).
+        options: Timeouts, TLS, queue sizes.
+
+    Raises:
+        MissingCredentials: No key, no token and no GRADIUM_API_KEY.
+    """
+
+    def __init__(self, api_key: str | None = None, *, base_url: str = DEFAULT_BASE_URL,
+                 region: str | None = None, token: str | None = None,
+                 ssl_context: ssl.SSLContext | None = None,
+                 options: ClientOptions | None = None) -> None:
+        if api_key is None and token is None:
+            api_key = os.environ.get("GRADIUM_API_KEY")
+        if api_key is None and token is None:
+            raise MissingCredentials(
+                "no credentials: pass api_key=..., token=..., or set GRADIUM_API_KEY")
+        options = options or ClientOptions()
+        if ssl_context is not None:
+            options = replace(options, ssl_context=ssl_context)
+        self._api_key = api_key
+        self._token = token
+        self.url = s2s_url(base_url, region=region)
+        self.options = options
+
+    def __repr__(self) -> str:
+        auth = "api_key=***" if self._api_key is not None else "token=***"
+        return f"{type(self).__name__}(url={self.url!r}, {auth})"
+
+
+class _HasRequest(Protocol):
+    @property
+    def ready(self) -> Ready | None: ...
+
+    @property
+    def text_with_timestamps(self) -> list[TextWithTimestamps]: ...
+
+
+class StreamInfo:
+    """What an ``S2SStream`` tells about its request, as the official SDK names it."""
+
+    _request: _HasRequest
+
+    @property
+    def sample_rate(self) -> int | None:
+        """Output sample rate from ``ready``."""
+        ready = self._request.ready
+        return ready.sample_rate if ready is not None else None
+
+    @property
+    def frame_size(self) -> int | None:
+        """Output samples per frame from ``ready``, when sent."""
+        ready = self._request.ready
+        return ready.frame_size if ready is not None else None
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's request id."""
+        ready = self._request.ready
+        return ready.request_id if ready is not None else None
+
+    @property
+    def text_with_timestamps(self) -> list[TextWithTimestamps]:
+        """Text segments received so far."""
+        return self._request.text_with_timestamps
