@@ -61,6 +61,16 @@ _KIND_OF_SERVER_EVENT: dict[type, Kind] = {
 }
 
 
+# The hot path: text and audio while the server side streams. The table maps
+# them to the same state with no side effect; checked here so the shortcut in
+# ClientProtocol.receive_message cannot drift from the table.
+_SERVER_STREAMING = RequestState.STREAMING
+_SELF_LOOP_EVENTS = (Text, Audio)
+for _kind in (Kind.TEXT, Kind.AUDIO):
+    assert next_state(Sender.SERVER, _SERVER_STREAMING, _kind) is _SERVER_STREAMING
+    assert (Sender.SERVER, _kind) not in SIDE_EFFECTS
+
+
 class ProtocolState(enum.Enum):
     """State of the socket as a whole, seen from the messages."""
 
@@ -285,6 +295,10 @@ class ClientProtocol:
                 unchanged; the caller should close the socket).
         """
         event = decode_server_message(data)
+        if type(event) in _SELF_LOOP_EVENTS:
+            request = self._life.requests.get(event.client_req_id)  # type: ignore[union-attr]
+            if request is not None and request.server is _SERVER_STREAMING:
+                return [event]  # the table's no-op self-loop, without the lookups
         kind = _KIND_OF_SERVER_EVENT.get(type(event))
         if kind is None:
             return [event]  # unknown message types never move the lifecycle

@@ -177,18 +177,32 @@ async def _running_stream(backend: Backend, conn: Connection, setup: Setup,
         raise failure
 
 
+_WRITE_BATCH = 48 * 1024
+
+
 async def _feed(backend: Backend, request: Request, chunker: InputChunker, audio: AudioSource,
                 pace: float | None) -> None:
     """Send the whole source, paced, then end_of_stream; stop quietly if the request ends."""
     pacer = Pacer(pace, backend.current_time())
+    unflushed = 0
 
     async def send(chunks: Iterable[Chunk]) -> None:
+        # Chunks that are due go into the core together and out in one write
+        # (up to _WRITE_BATCH): one await per batch, not per chunk.
+        nonlocal unflushed
         for chunk in chunks:
             due = pacer.due()
-            if due is not None:
+            if due is not None and due > backend.current_time():
+                if unflushed:
+                    unflushed = 0
+                    await request._flush("send_audio")
                 await backend.sleep_until(due)
-            await request.send_audio(chunk.data)
+            request._queue_audio(chunk.data)
             pacer.sent(chunk)
+            unflushed += len(chunk.data)
+            if unflushed >= _WRITE_BATCH:
+                unflushed = 0
+                await request._flush("send_audio")
 
     try:
         if isinstance(audio, (bytes, bytearray, memoryview, np.ndarray)):

@@ -71,15 +71,20 @@ class Request:
         self._ready_event = conn.backend.event()
         self._ended = False  # reader side: nothing more will be queued
         self._iterating = False
+        self._unyielded = 0
 
     # -- sending --
 
     async def send_audio(self, audio: AudioInput) -> None:
         """Send one chunk of input audio (bytes in the input format, or samples)."""
+        self._queue_audio(audio)
+        await self._flush("send_audio")
+
+    def _queue_audio(self, audio: AudioInput) -> None:
+        """Hand a chunk to the core; it goes out with the next flush."""
         self._check_send("send_audio")
         conn = self._conn
         conn.core.send_audio(audio, self.client_req_id, now=conn.backend.current_time())
-        await self._flush("send_audio")
 
     async def send_end_of_stream(self) -> None:
         """Tell the server no more audio follows."""
@@ -141,10 +146,23 @@ class Request:
             if self.collector.error is not None:
                 raise self.collector.error
             return None
+        backend = self._conn.backend
         try:
-            event = await self._inbox.receive()
-        except self._conn.backend.end_of_channel:
+            event = self._inbox.receive_nowait()
+        except backend.would_block:
+            try:
+                event = await self._inbox.receive()
+            except backend.end_of_channel:
+                raise track.failure() from None
+            self._unyielded = 0
+        except backend.end_of_channel:
             raise track.failure() from None
+        else:
+            # Taken without awaiting: yield now and then, to stay cancellable and fair.
+            self._unyielded += 1
+            if self._unyielded >= 32:
+                self._unyielded = 0
+                await backend.checkpoint()
         return track.consume(event)
 
     def __aiter__(self) -> AsyncIterator[ServerEvent]:
@@ -184,6 +202,24 @@ class Request:
             return  # the consumer is gone
         if ends:
             self._end(None)
+
+    def _try_deliver(self, event: ServerEvent) -> bool:
+        """Deliver without waiting; False (nothing changed) when the inbox is full."""
+        if self._ended:
+            return True
+        backend = self._conn.backend
+        try:
+            self._inbox_send.send_nowait(event)
+        except backend.would_block:
+            return False
+        except (*backend.end_of_channel, *backend.transport_errors):
+            pass  # the consumer is gone
+        ends = self._track.delivered(event)
+        if type(event) is Ready:
+            self._ready_event.set()
+        if ends:
+            self._end(None)
+        return True
 
     def _deliver_nowait(self, event: ServerEvent) -> None:
         """Deliver if there is room (the connection is closing; nobody waits)."""
@@ -359,9 +395,26 @@ class Connection:
         self._timer_wakeup.set()
 
     async def _route_events(self) -> None:
-        """Deliver the core's events in order (one router at a time keeps the order)."""
+        """Deliver the core's events in order (one router at a time keeps the order).
+
+        The common case takes no lock and no await: every inbox has room.
+        From the first full inbox on, the rest wait their turn under the lock.
+        """
+        events = self.core.events_received()
+        if not self._route_lock.locked():
+            done = 0
+            for event in events:
+                if isinstance(event, Closed) or self._discarding:
+                    break
+                request = self._route(getattr(event, "client_req_id", None))
+                if request is None or not request._try_deliver(event):
+                    break
+                done += 1
+            if done == len(events):
+                return
+            events = events[done:]
         async with self._route_lock:
-            for event in self.core.events_received():
+            for event in events:
                 if isinstance(event, Closed):
                     self._on_closed(event)
                     continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
@@ -49,7 +50,12 @@ class AnyioBackend:
         await anyio.aclose_forcefully(stream)
 
     def current_time(self) -> float:
-        return anyio.current_time()
+        # anyio.current_time() detects the running library on every call; this
+        # is called per message. On asyncio it is the loop's clock, as anyio's.
+        try:
+            return asyncio.get_running_loop().time()
+        except RuntimeError:
+            return anyio.current_time()
 
     async def sleep_until(self, deadline: float) -> None:
         await anyio.sleep_until(deadline)
@@ -60,7 +66,7 @@ class AnyioBackend:
     def event(self) -> anyio.Event:
         return anyio.Event()
 
-    def lock(self) -> AbstractAsyncContextManager[Any]:
+    def lock(self) -> Any:
         return anyio.Lock()
 
     def channel(self, size: int) -> tuple[Any, Any]:

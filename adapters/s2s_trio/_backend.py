@@ -57,7 +57,7 @@ class TrioBackend:
     def event(self) -> trio.Event:
         return trio.Event()
 
-    def lock(self) -> AbstractAsyncContextManager[Any]:
+    def lock(self) -> Any:
         return trio.Lock()
 
     def channel(self, size: int) -> tuple[Any, Any]:
