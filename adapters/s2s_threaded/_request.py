@@ -93,11 +93,15 @@ class Request:
 
         Blocks while the socket cannot take more (backpressure).
         """
+        self._queue_audio(audio)
+        self._conn.flush()
+
+    def _queue_audio(self, audio: AudioInput) -> None:
+        """Hand a chunk to the core; it goes out with the next flush."""
         self._check_open("send_audio")
         conn = self._conn
         with conn._lock:
             conn.core.send_audio(audio, self.client_req_id, now=time.monotonic())
-        conn.flush()
 
     def send_end_of_stream(self) -> None:
         """Tell the server no more audio follows."""

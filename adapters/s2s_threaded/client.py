@@ -95,6 +95,9 @@ def _session(url: str, setup: SetupLike, *, api_key: str | None, token: str | No
         yield Session(conn, request)
 
 
+_WRITE_BATCH = 48 * 1024
+
+
 class _Feeder:
     """Sends a stream's input, paced, from whichever thread consumes the stream."""
 
@@ -113,17 +116,26 @@ class _Feeder:
         return -math.inf if due is None else due
 
     def send_next(self) -> None:
-        """Send the next chunk, or end_of_stream after the last one."""
+        """Send every chunk now due (one write, up to _WRITE_BATCH), or end_of_stream."""
         request = self._request
         try:
-            chunk = next(self._chunks, None)
             with request._consumer_writing():
-                if chunk is None:
-                    self.done = True
-                    request.send_end_of_stream()
-                    return
-                request.send_audio(chunk.data)
-            self._pacer.sent(chunk)
+                queued = 0
+                while queued < _WRITE_BATCH:
+                    due = self._pacer.due()
+                    if queued and due is not None and due > time.monotonic():
+                        break
+                    chunk = next(self._chunks, None)
+                    if chunk is None:
+                        if queued:
+                            request._conn.flush()
+                        self.done = True
+                        request.send_end_of_stream()
+                        return
+                    request._queue_audio(chunk.data)
+                    self._pacer.sent(chunk)
+                    queued += len(chunk.data)
+                request._conn.flush()
         except S2SError as exc:
             # A failed request already holds its reason; a bad input fails it
             # here, so the consumer gets it (with the partial result).
