@@ -243,7 +243,8 @@ def test_ctrl_c_stops_cleanly_without_a_partial_file(tmp_path: Path) -> None:
         cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     assert proc.stderr is not None
-    while "Translating" not in proc.stderr.readline():
+    assert proc.stdout is not None
+    while "segment 1" not in proc.stdout.readline():  # mid-stream: the loop is running
         assert proc.poll() is None
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=TIMEOUT)

@@ -426,6 +426,10 @@ def _guarded(command: Callable[[], int], *, debug: bool, json_errors: bool) -> i
         leaf = _unwrap(exc)
         if isinstance(leaf, KeyboardInterrupt):
             status("interrupted")
+            if not debug:
+                # Ctrl-C during event-loop creation leaves a half-built loop whose
+                # __del__ complains at exit; the user asked to stop, not for that.
+                sys.unraisablehook = lambda _: None
             return 130
         if not isinstance(leaf, Exception):
             raise

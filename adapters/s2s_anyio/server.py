@@ -6,6 +6,7 @@ accepts sockets, moves bytes and sleeps until the session's next deadline.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import ssl
@@ -72,11 +73,37 @@ async def serve(host: str = "127.0.0.1", port: int = 8765, *,
         config = make_config(**config_args)
     elif config_args:
         raise TypeError("pass either config or its arguments, not both")
+    _quiet_cancelled_accepts()
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     async with listener:
         bound = listener.extra(anyio.abc.SocketAttribute.local_port)
         task_status.started(server_url(host, bound, secure=ssl_context is not None))
         await listener.serve(partial(_handle, config=config, ssl_context=ssl_context))
+
+
+def _quiet_cancelled_accepts() -> None:
+    """On asyncio, do not log CPython 3.11's race when a pending accept is cancelled.
+
+    Stopping the server while a connection arrives makes asyncio's
+    ``_sock_accept`` callback set a result on the cancelled future and log an
+    ``InvalidStateError`` (harmless: the socket is closed with the loop).
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # trio
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if (isinstance(context.get("exception"), asyncio.InvalidStateError)
+                and "_sock_accept" in repr(context.get("handle"))):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 async def _handle(stream: anyio.abc.ByteStream, *, config: ServerConfig,
