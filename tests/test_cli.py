@@ -61,7 +61,7 @@ def error_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in proc.stderr.splitlines() if line.startswith("s2s: error:")]
 
 
-def assert_one_error(proc: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
+def expect_one_error(proc: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
     """Exit code ``code`` and exactly one error line, containing ``words``."""
     lines = error_lines(proc)
     assert proc.returncode == code, (proc.returncode, proc.stderr)
@@ -256,46 +256,46 @@ def test_ctrl_c_stops_cleanly_without_a_partial_file(tmp_path: Path) -> None:
 # -- errors a person can make ------------------------------------------------------
 
 def test_missing_input_file(failures: dict[str, Run]) -> None:
-    assert_one_error(failures["missing"].result(), 2, "not found", "nope.wav")
+    expect_one_error(failures["missing"].result(), 2, "not found", "nope.wav")
 
 
 def test_input_that_is_not_a_wav_file(failures: dict[str, Run]) -> None:
-    assert_one_error(failures["text"].result(), 2, "not a WAV file", "--rate")
-    assert_one_error(failures["broken"].result(), 2, "not a usable WAV file")
+    expect_one_error(failures["text"].result(), 2, "not a WAV file", "--rate")
+    expect_one_error(failures["broken"].result(), 2, "not a usable WAV file")
     assert failures["broken"].files() == ["broken.wav"]
 
 
 def test_unknown_output_format(failures: dict[str, Run]) -> None:
     proc = failures["format"].result()
-    assert_one_error(proc, 2, "--output-format", "mp3", "pcm")
+    expect_one_error(proc, 2, "--output-format", "mp3", "pcm")
     assert "usage:" not in proc.stderr
 
 
 def test_unwritable_output(failures: dict[str, Run]) -> None:
-    assert_one_error(failures["unwritable"].result(), 2, "cannot write")
+    expect_one_error(failures["unwritable"].result(), 2, "cannot write")
 
 
 def test_closed_port(failures: dict[str, Run]) -> None:
-    assert_one_error(failures["closed"].result(), 1, "cannot connect", "ws://127.0.0.1:",
+    expect_one_error(failures["closed"].result(), 1, "cannot connect", "ws://127.0.0.1:",
                      "refused")
     assert failures["closed"].files() == []
 
 
 def test_connect_timeout(failures: dict[str, Run]) -> None:
-    assert_one_error(failures["timeout"].result(), 1, "took more than 0.3 s",
+    expect_one_error(failures["timeout"].result(), 1, "took more than 0.3 s",
                      "--connect-timeout")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_wrong_api_key(failures: dict[str, Run], backend: str) -> None:
     run = failures[f"wrong-key-{backend}"]
-    assert_one_error(run.result(), 1, "refused", "1008", "GRADIUM_API_KEY")
+    expect_one_error(run.result(), 1, "refused", "1008", "GRADIUM_API_KEY")
     assert run.files() == []
 
 
 def test_wrong_api_key_json(failures: dict[str, Run]) -> None:
     proc = failures["wrong-key-json"].result()
-    assert_one_error(proc, 1, "1008")
+    expect_one_error(proc, 1, "1008")
     (line,) = proc.stdout.splitlines()
     error = json.loads(line)
     assert error["type"] == "error" and error["exit_code"] == 1
@@ -306,8 +306,8 @@ def test_wrong_api_key_json(failures: dict[str, Run]) -> None:
 
 def test_serve_on_a_busy_port(failures: dict[str, Run], keyed_server: str) -> None:
     port = keyed_server.split(":")[2].split("/")[0]
-    assert_one_error(failures["busy-port"].result(), 1, "cannot listen", port)
+    expect_one_error(failures["busy-port"].result(), 1, "cannot listen", port)
 
 
 def test_bench_without_the_benchmarks(failures: dict[str, Run]) -> None:
-    assert_one_error(failures["bench"].result(), 2, "benchmarks")
+    expect_one_error(failures["bench"].result(), 2, "benchmarks")

@@ -111,7 +111,7 @@ def feed(conn: Any, data: bytes, cuts: list[int]) -> list[Any]:
     return events
 
 
-def check(events: list[Any]) -> None:
+def expect_one_closed_last(events: list[Any]) -> None:
     closes = [i for i, e in enumerate(events) if isinstance(e, Closed)]
     assert len(closes) == 1, events[-3:]
     assert closes[0] == len(events) - 1  # nothing after Closed
@@ -133,7 +133,7 @@ def test_client_survives_mutated_server_bytes(data: st.DataObject, cuts: list[in
     client.send_audio(b"\x00\x00" * 100)
     client.data_to_send()
     events = feed(client, stream, cuts)
-    check(events)
+    expect_one_closed_last(events)
     if stream != DOWN:
         closed = events[-1]
         assert closed.error is not None or closed.code == 1000
@@ -145,7 +145,7 @@ def test_server_survives_mutated_client_bytes(data: st.DataObject, cuts: list[in
     stream = data.draw(mutated(UP))
     server = ServerConnection()
     events = feed(server, stream, cuts)
-    check(events)
+    expect_one_closed_last(events)
 
 
 def test_the_recorded_exchange_is_valid() -> None:
