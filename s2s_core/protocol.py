@@ -49,6 +49,7 @@ from .setup import Setup
 
 __all__ = ["ClientProtocol", "ServerProtocol", "ProtocolState", "RequestInfo", "AudioInput"]
 
+_WIRE_INT16 = np.dtype("<i2")
 AudioInput = bytes | bytearray | memoryview | np.ndarray
 """Audio accepted by ``send_audio``: raw bytes in the input format, or samples."""
 
@@ -340,6 +341,8 @@ def _input_bytes(audio: AudioInput, request: RequestInfo) -> bytes | bytearray |
                 f"numpy audio needs a pcm input_format; this request sends "
                 f"{request.setup.input_format!r} (pass encoded bytes instead)"
             )
+        if audio.dtype == _WIRE_INT16 and audio.ndim == 1 and audio.flags.c_contiguous:
+            return audio.data  # already wire samples: base64 reads them in place
         return to_pcm16(audio)
     if not isinstance(audio, (bytes, bytearray, memoryview)):
         raise InvalidAudio(f"audio must be bytes or a numpy array, not {type(audio).__name__}")
