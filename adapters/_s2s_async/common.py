@@ -6,7 +6,7 @@ import os
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from s2s_core.errors import S2SError
 from s2s_core.events import Ready
@@ -14,7 +14,8 @@ from s2s_core.results import TextWithTimestamps
 from s2s_core.setup import Setup
 from s2s_core.urls import DEFAULT_BASE_URL, s2s_url
 
-__all__ = ["ClientOptions", "MissingCredentials", "ClientBase", "StreamInfo", "SetupLike"]
+__all__ = ["ClientOptions", "MissingCredentials", "ClientBase", "StreamInfo", "SessionBase",
+           "SetupLike"]
 
 SetupLike = Setup | Mapping[str, Any]
 
@@ -112,3 +113,33 @@ class StreamInfo:
     def text_with_timestamps(self) -> list[TextWithTimestamps]:
         """Text segments received so far."""
         return self._request.text_with_timestamps
+
+
+class _HasCore(Protocol):
+    @property
+    def core(self) -> Any: ...
+
+
+ConnT = TypeVar("ConnT", bound=_HasCore)
+RequestT = TypeVar("RequestT", bound=_HasRequest)
+
+
+class SessionBase(Generic[ConnT, RequestT]):
+    """What a ``Session`` (a connection with its one request) tells, in every adapter."""
+
+    def __init__(self, conn: ConnT, request: RequestT) -> None:
+        self.connection = conn
+        self.request = request
+
+    def __repr__(self) -> str:
+        return f"<Session {self.connection.core!r}>"
+
+    @property
+    def ready(self) -> Ready | None:
+        """The server's ``ready``, once received."""
+        return self.request.ready
+
+    @property
+    def text_with_timestamps(self) -> list[TextWithTimestamps]:
+        """Text segments received so far."""
+        return self.request.text_with_timestamps

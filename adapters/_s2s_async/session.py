@@ -41,6 +41,7 @@ from s2s_core.setup import Setup
 from s2s_core.urls import parse_ws_url
 
 from .backend import Backend, ReceiveChannel, SendChannel
+from .common import SessionBase
 
 __all__ = ["Connection", "Request", "Session", "open_connection", "unwrap_group"]
 
@@ -483,30 +484,13 @@ class Connection:
         await self._close_transport()
 
 
-class Session:
+class Session(SessionBase["Connection", Request]):
     """A connection with its one request (what ``connect`` and ``s2s_realtime`` give).
 
     Send with ``send_audio``/``send_end_of_stream``, iterate with
     ``async for event in session``; ``connection`` and ``request`` give the
     layers below.
     """
-
-    def __init__(self, conn: Connection, request: Request) -> None:
-        self.connection = conn
-        self.request = request
-
-    def __repr__(self) -> str:
-        return f"<Session {self.connection.core!r}>"
-
-    @property
-    def ready(self) -> Ready | None:
-        """The server's ``ready``, once received."""
-        return self.request.ready
-
-    @property
-    def text_with_timestamps(self) -> list[TextWithTimestamps]:
-        """Text segments received so far."""
-        return self.request.text_with_timestamps
 
     async def wait_ready(self) -> Ready:
         """Wait for ``ready``."""

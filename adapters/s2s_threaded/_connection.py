@@ -24,11 +24,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from _s2s_async.common import SessionBase
 from s2s_core.connection import ClientConnection, ConnectionState
 from s2s_core.errors import ConnectionClosedError, S2SError
 from s2s_core.events import Closed, ErrorMessage, Ready, ServerEvent
 from s2s_core.protocol import AudioInput
-from s2s_core.results import S2SResult, TextWithTimestamps, error_from_event
+from s2s_core.results import S2SResult, error_from_event
 from s2s_core.setup import Setup
 from s2s_core.urls import parse_ws_url
 
@@ -321,7 +322,7 @@ class Connection:
             self._reader.join(_JOIN_S)
 
 
-class Session:
+class Session(SessionBase["Connection", Request]):
     """A connection with its one request (what ``connect`` and ``s2s_realtime`` give).
 
     Send with ``send_audio``/``send_end_of_stream``, iterate with
@@ -330,23 +331,6 @@ class Session:
     (the server stops reading while its replies wait): send from one thread
     and iterate in another, or use ``S2SClient.s2s_stream``.
     """
-
-    def __init__(self, conn: Connection, request: Request) -> None:
-        self.connection = conn
-        self.request = request
-
-    def __repr__(self) -> str:
-        return f"<Session {self.connection.core!r}>"
-
-    @property
-    def ready(self) -> Ready | None:
-        """The server's ``ready``, once received."""
-        return self.request.ready
-
-    @property
-    def text_with_timestamps(self) -> list[TextWithTimestamps]:
-        """Text segments received so far."""
-        return self.request.text_with_timestamps
 
     def wait_ready(self) -> Ready:
         """Wait for ``ready``."""
