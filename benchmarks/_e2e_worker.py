@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import resource
 import sys
 import time
 import traceback
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         # CPU time, not wall time: waiting for the peer or for a core is not cost.
         profiler = cProfile.Profile(time.thread_time) if ns.profile else None
         record["cpu_before_session_s"] = cpu_seconds()
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
         wall0, cpu0 = time.perf_counter(), cpu_seconds()
         if profiler is not None:
             profiler.enable()
@@ -149,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         if profiler is not None:
             profiler.disable()
         cpu1, wall1 = cpu_seconds(), time.perf_counter()
+        usage1 = resource.getrusage(resource.RUSAGE_SELF)
+        record["user_s"] = usage1.ru_utime - usage0.ru_utime
+        record["sys_s"] = usage1.ru_stime - usage0.ru_stime
         if profiler is not None:
             profiler.dump_stats(ns.profile)
         record.update(ok=True, cpu_s=cpu1 - cpu0, wall_s=wall1 - wall0,
