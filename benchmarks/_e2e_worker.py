@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         usage1 = resource.getrusage(resource.RUSAGE_SELF)
         record["user_s"] = usage1.ru_utime - usage0.ru_utime
         record["sys_s"] = usage1.ru_stime - usage0.ru_stime
+        record["minor_faults"] = usage1.ru_minflt - usage0.ru_minflt
         if profiler is not None:
             profiler.dump_stats(ns.profile)
         record.update(ok=True, cpu_s=cpu1 - cpu0, wall_s=wall1 - wall0,

@@ -18,11 +18,15 @@ _OPAQUE_CHUNK = 4096
 _SILENCE_BYTE = {Codec.PCM16: b"\x00", Codec.ULAW: b"\xff", Codec.ALAW: b"\xd5"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Chunk:
-    """One piece of input: the bytes to send and the audio time they hold."""
+    """One piece of input: the bytes to send and the audio time they hold.
 
-    data: bytes
+    ``data`` may be a view of the caller's buffer (cut without copying); it is
+    sent before the next chunk is cut.
+    """
+
+    data: bytes | memoryview
     seconds: float
 
 
@@ -73,7 +77,7 @@ class InputChunker:
             pending.clear()
         end = start + (len(view) - start) // frame * frame
         for offset in range(start, end, frame):
-            yield Chunk(bytes(view[offset:offset + frame]), FRAME_SECONDS)
+            yield Chunk(view[offset:offset + frame], FRAME_SECONDS)
         pending += view[end:]
 
     def _as_bytes(self, piece: bytes | bytearray | memoryview | np.ndarray) -> memoryview:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import ssl
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
 from s2s_core.urls import WebSocketTarget
-
-T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
 
 
 class ByteStream(Protocol):
@@ -45,25 +42,6 @@ class Event(Protocol):
     async def wait(self) -> None: ...
 
 
-T_contra = TypeVar("T_contra", contravariant=True)
-
-
-class SendChannel(Protocol, Generic[T_contra]):
-    async def send(self, item: T_contra) -> None: ...
-
-    def send_nowait(self, item: T_contra) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class ReceiveChannel(Protocol, Generic[T_co]):
-    async def receive(self) -> T_co: ...
-
-    def receive_nowait(self) -> T_co: ...
-
-    def close(self) -> None: ...
-
-
 class Lock(Protocol):
     """An async lock that can tell whether it is held."""
 
@@ -75,19 +53,11 @@ class Lock(Protocol):
 
 
 class Backend(Protocol):
-    """What an adapter supplies: transport, clock, sleeping, tasks, channels."""
+    """What an adapter supplies: transport, clock, sleeping, tasks, events."""
 
     name: str
     transport_errors: tuple[type[BaseException], ...]
     """Exceptions of a broken transport (reset, closed, TLS failure)."""
-    end_of_channel: tuple[type[BaseException], ...]
-    """Raised by ``receive`` on a closed and drained channel."""
-
-    @property
-    def would_block(self) -> type[Exception]:
-        """Raised by ``send_nowait``/``receive_nowait`` when they cannot proceed."""
-        ...
-
     async def connect(self, target: WebSocketTarget,
                       ssl_context: ssl.SSLContext | None) -> Any: ...
 
@@ -108,8 +78,6 @@ class Backend(Protocol):
     def event(self) -> Event: ...
 
     def lock(self) -> Lock: ...
-
-    def channel(self, size: int) -> tuple[SendChannel[Any], ReceiveChannel[Any]]: ...
 
     def task_group(self) -> AbstractAsyncContextManager[TaskGroup]: ...
 

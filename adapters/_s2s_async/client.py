@@ -184,12 +184,11 @@ async def _feed(backend: Backend, request: Request, chunker: InputChunker, audio
                 pace: float | None) -> None:
     """Send the whole source, paced, then end_of_stream; stop quietly if the request ends."""
     pacer = Pacer(pace, backend.current_time())
-    unflushed = 0
 
-    async def send(chunks: Iterable[Chunk]) -> None:
+    async def send_paced(chunks: Iterable[Chunk]) -> None:
         # Chunks that are due go into the core together and out in one write
         # (up to _WRITE_BATCH): one await per batch, not per chunk.
-        nonlocal unflushed
+        unflushed = 0
         for chunk in chunks:
             due = pacer.due()
             if due is not None and due > backend.current_time():
@@ -203,7 +202,25 @@ async def _feed(backend: Backend, request: Request, chunker: InputChunker, audio
             if unflushed >= _WRITE_BATCH:
                 unflushed = 0
                 await request._flush("send_audio")
+        if unflushed:
+            await request._flush("send_audio")
 
+    async def send_unpaced(chunks: Iterable[Chunk]) -> None:
+        batch: list[bytes | memoryview] = []
+        size = 0
+        for chunk in chunks:
+            batch.append(chunk.data)
+            size += len(chunk.data)
+            if size >= _WRITE_BATCH:
+                request._queue_audio_many(batch)
+                batch.clear()
+                size = 0
+                await request._flush("send_audio")
+        if batch:
+            request._queue_audio_many(batch)
+            await request._flush("send_audio")
+
+    send = send_paced if pace is not None else send_unpaced
     try:
         if isinstance(audio, (bytes, bytearray, memoryview, np.ndarray)):
             await send(chunker.feed(audio))

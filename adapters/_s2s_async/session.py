@@ -40,8 +40,9 @@ from s2s_core.results import S2SResult, TextWithTimestamps, error_from_event
 from s2s_core.setup import Setup
 from s2s_core.urls import parse_ws_url
 
-from .backend import Backend, ReceiveChannel, SendChannel
+from .backend import Backend
 from .common import SessionBase
+from .inbox import Inbox
 
 __all__ = ["Connection", "Request", "Session", "open_connection", "unwrap_group"]
 
@@ -66,9 +67,7 @@ class Request:
         self.client_req_id = setup.client_req_id
         self._track = RequestTracker(setup.output_format, keep_audio=keep_audio)
         self.collector = self._track.collector
-        send, receive = conn.backend.channel(queue_size)
-        self._inbox_send: SendChannel[ServerEvent] = send
-        self._inbox: ReceiveChannel[ServerEvent] = receive
+        self._inbox: Inbox[ServerEvent] = Inbox(conn.backend, queue_size)
         self._ready_event = conn.backend.event()
         self._ended = False  # reader side: nothing more will be queued
         self._iterating = False
@@ -86,6 +85,14 @@ class Request:
         self._check_send("send_audio")
         conn = self._conn
         conn.core.send_audio(audio, self.client_req_id, now=conn.backend.current_time())
+
+    def _queue_audio_many(self, chunks: Sequence[AudioInput]) -> None:
+        """Hand several chunks to the core at once (one check: nothing runs in between)."""
+        self._check_send("send_audio")
+        conn = self._conn
+        send, rid, now = conn.core.send_audio, self.client_req_id, conn.backend.current_time()
+        for audio in chunks:
+            send(audio, rid, now=now)
 
     async def send_end_of_stream(self) -> None:
         """Tell the server no more audio follows."""
@@ -147,24 +154,20 @@ class Request:
             if self.collector.error is not None:
                 raise self.collector.error
             return None
-        backend = self._conn.backend
-        try:
-            event = self._inbox.receive_nowait()
-        except backend.would_block:
-            try:
-                event = await self._inbox.receive()
-            except backend.end_of_channel:
-                raise track.failure() from None
-            self._unyielded = 0
-        except backend.end_of_channel:
-            raise track.failure() from None
-        else:
-            # Taken without awaiting: yield now and then, to stay cancellable and fair.
+        inbox = self._inbox
+        if len(inbox):
+            # Taken without waiting: yield now and then, to stay cancellable and
+            # fair (before taking, so a cancellation loses nothing).
             self._unyielded += 1
             if self._unyielded >= 32:
                 self._unyielded = 0
-                await backend.checkpoint()
-        return track.consume(event)
+                await self._conn.backend.checkpoint()
+        else:
+            await inbox.wait_readable()
+            self._unyielded = 0
+            if not len(inbox):
+                raise track.failure()
+        return track.consume(inbox.pop())
 
     def __aiter__(self) -> AsyncIterator[ServerEvent]:
         return self._iterate()
@@ -184,8 +187,14 @@ class Request:
 
     async def result(self) -> S2SResult:
         """Consume the remaining events and return the whole result."""
-        async for _ in self:
-            pass
+        if self._iterating:
+            raise LocalProtocolError("this request is already being iterated by another consumer")
+        self._iterating = True
+        try:
+            while await self.receive() is not None:
+                pass
+        finally:
+            self._iterating = False
         return self.collector.result()
 
     # -- called by the connection's reader --
@@ -196,11 +205,7 @@ class Request:
         ends = self._track.delivered(event)
         if type(event) is Ready:
             self._ready_event.set()
-        backend = self._conn.backend
-        try:
-            await self._inbox_send.send(event)
-        except (*backend.end_of_channel, *backend.transport_errors):
-            return  # the consumer is gone
+        await self._inbox.put(event)
         if ends:
             self._end(None)
 
@@ -208,13 +213,8 @@ class Request:
         """Deliver without waiting; False (nothing changed) when the inbox is full."""
         if self._ended:
             return True
-        backend = self._conn.backend
-        try:
-            self._inbox_send.send_nowait(event)
-        except backend.would_block:
+        if not self._inbox.put_nowait(event):
             return False
-        except (*backend.end_of_channel, *backend.transport_errors):
-            pass  # the consumer is gone
         ends = self._track.delivered(event)
         if type(event) is Ready:
             self._ready_event.set()
@@ -229,9 +229,7 @@ class Request:
         ends = self._track.delivered(event)
         if type(event) is Ready:
             self._ready_event.set()
-        backend = self._conn.backend
-        with suppress(backend.would_block, *backend.end_of_channel, *backend.transport_errors):
-            self._inbox_send.send_nowait(event)
+        self._inbox.put_nowait(event)  # dropped when full: the connection is going away
         if ends:
             self._end(None)
 
@@ -240,7 +238,7 @@ class Request:
         if error is not None:
             self._track.ended(error)
         self._ended = True
-        self._inbox_send.close()
+        self._inbox.close()
         self._ready_event.set()
 
 

@@ -21,9 +21,6 @@ class AnyioBackend:
     name = "anyio"
     transport_errors: tuple[type[BaseException], ...] = (
         OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError)
-    end_of_channel: tuple[type[BaseException], ...] = (
-        anyio.EndOfStream, anyio.ClosedResourceError)
-    would_block = anyio.WouldBlock
 
     async def connect(self, target: WebSocketTarget, ssl_context: ssl.SSLContext | None) -> Any:
         stream: anyio.abc.ByteStream = await anyio.connect_tcp(target.host, target.port)
@@ -68,9 +65,6 @@ class AnyioBackend:
 
     def lock(self) -> Any:
         return anyio.Lock()
-
-    def channel(self, size: int) -> tuple[Any, Any]:
-        return anyio.create_memory_object_stream[Any](size)
 
     def task_group(self) -> AbstractAsyncContextManager[Any]:
         return anyio.create_task_group()

@@ -133,7 +133,7 @@ class Translation:
         """Seconds since ``begin``."""
         return self._clock() - self._t0
 
-    def source(self) -> Iterator[bytes]:
+    def source(self) -> Iterator[bytes | memoryview]:
         """The input in 80 ms chunks; counts each one once the client took it."""
         for chunk in self.audio.chunks():
             yield chunk.data

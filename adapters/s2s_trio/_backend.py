@@ -18,9 +18,6 @@ class TrioBackend:
     name = "trio"
     transport_errors: tuple[type[BaseException], ...] = (
         OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError)
-    end_of_channel: tuple[type[BaseException], ...] = (
-        trio.EndOfChannel, trio.ClosedResourceError)
-    would_block = trio.WouldBlock
 
     async def connect(self, target: WebSocketTarget, ssl_context: ssl.SSLContext | None) -> Any:
         stream: trio.abc.Stream = await trio.open_tcp_stream(target.host, target.port)
@@ -59,9 +56,6 @@ class TrioBackend:
 
     def lock(self) -> Any:
         return trio.Lock()
-
-    def channel(self, size: int) -> tuple[Any, Any]:
-        return trio.open_memory_channel[Any](size)
 
     def task_group(self) -> AbstractAsyncContextManager[Any]:
         return trio.open_nursery()
