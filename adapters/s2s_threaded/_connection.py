@@ -230,17 +230,28 @@ class Connection:
         with self._lock:
             events = self.core.events_received()
             closed = self.core.state is ConnectionState.CLOSED
-        for event in events:
-            if isinstance(event, Closed):
-                self._on_closed(event)
-                continue
-            with self._lock:
-                request = self._route(getattr(event, "client_req_id", None))
-            if request is not None:
-                request._deliver(event)
-            elif type(event) is ErrorMessage and event.client_req_id is None:
-                # Sent before any request (bad key): it explains the close to come.
-                self._unclaimed_error = event
+            # Runs of consecutive events for one request go over in one batch.
+            runs: list[tuple[Request | Closed | None, list[ServerEvent]]] = []
+            for event in events:
+                target: Request | Closed | None
+                if isinstance(event, Closed):
+                    target = event
+                else:
+                    target = self._route(getattr(event, "client_req_id", None))
+                if runs and target is not None and runs[-1][0] is target:
+                    runs[-1][1].append(event)  # type: ignore[arg-type]
+                else:
+                    runs.append((target, [event]))  # type: ignore[list-item]
+        for target, batch in runs:
+            if isinstance(target, Closed):
+                self._on_closed(target)
+            elif target is not None:
+                target._deliver(batch)
+            else:
+                event = batch[0]
+                if type(event) is ErrorMessage and event.client_req_id is None:
+                    # Sent before any request (bad key): it explains the close to come.
+                    self._unclaimed_error = event
         return closed
 
     def _route(self, client_req_id: str | None) -> Request | None:

@@ -11,7 +11,8 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal
 
@@ -40,27 +41,63 @@ class _Signal(enum.Enum):
 _Item = ServerEvent | Literal[_Signal.END]
 
 
-class _Inbox(queue.Queue[_Item]):
-    """A request's bounded event queue; the reader's ``put`` blocks when it is full."""
+class _Inbox:
+    """A request's bounded event queue, handed over in batches.
+
+    The reader puts the events of one read at once and blocks while the
+    queue holds ``maxsize`` or more; the consumer takes everything queued at
+    once and then pops from its own batch, so the two threads meet once per
+    read, not once per event. At most ``2 * maxsize`` events plus one read's
+    are held.
+    """
 
     def __init__(self, maxsize: int) -> None:
-        super().__init__(maxsize)
+        self._cond = threading.Condition(threading.Lock())
+        self._queued: deque[_Item] = deque()
+        self._taken: deque[_Item] = deque()  # the consumer's own; no lock needed
         self._bound = maxsize
+        self._limit = maxsize
         self._released = False
 
+    def put_many(self, items: Sequence[_Item]) -> None:
+        """Queue ``items`` (in order), waiting while the queue is full."""
+        with self._cond:
+            while len(self._queued) >= self._limit:
+                self._cond.wait()
+            self._queued.extend(items)
+            self._cond.notify_all()
+
+    def get(self, timeout: float) -> _Item:
+        """The next item, waiting up to ``timeout`` seconds.
+
+        Raises:
+            queue.Empty: Nothing arrived in time.
+        """
+        taken = self._taken
+        if taken:
+            return taken.popleft()
+        with self._cond:
+            if not self._queued and timeout > 0:
+                self._cond.wait(timeout)
+            if not self._queued:
+                raise queue.Empty
+            self._taken, self._queued = self._queued, taken
+            self._cond.notify_all()  # room for the reader
+        return self._taken.popleft()
+
     def unbound(self) -> None:
-        """Stop bounding for good: a blocked ``put`` returns (nobody waits for room anymore)."""
-        with self.not_full:
+        """Stop bounding for good: a blocked ``put_many`` returns (nobody waits for room)."""
+        with self._cond:
             self._released = True
-            self.maxsize = sys.maxsize
-            self.not_full.notify_all()
+            self._limit = sys.maxsize
+            self._cond.notify_all()
 
     def set_bounded(self, bounded: bool) -> None:
         """Lift (False) or restore (True) the bound."""
-        with self.not_full:
+        with self._cond:
             if not self._released:
-                self.maxsize = self._bound if bounded else sys.maxsize
-                self.not_full.notify_all()
+                self._limit = self._bound if bounded else sys.maxsize
+                self._cond.notify_all()
 
 
 class Request:
@@ -98,10 +135,18 @@ class Request:
 
     def _queue_audio(self, audio: AudioInput) -> None:
         """Hand a chunk to the core; it goes out with the next flush."""
-        self._check_open("send_audio")
+        self._queue_audio_many((audio,))
+
+    def _queue_audio_many(self, chunks: Sequence[AudioInput]) -> None:
+        """Hand chunks to the core, checked and queued under one hold of the lock."""
         conn = self._conn
         with conn._lock:
-            conn.core.send_audio(audio, self.client_req_id, now=time.monotonic())
+            core = conn.core
+            self._track.check_send("send_audio", core.protocol.request(self.client_req_id),
+                                   core.closed_event)
+            send, rid, now = core.send_audio, self.client_req_id, time.monotonic()
+            for audio in chunks:
+                send(audio, rid, now=now)
 
     def send_end_of_stream(self) -> None:
         """Tell the server no more audio follows."""
@@ -217,19 +262,12 @@ class Request:
     def _get(self, deadline: float | None) -> _Item | Literal[_Signal.TIMEOUT]:
         inbox = self._inbox
         while True:
-            if deadline is None:
-                wait = _SLICE
-            else:
-                wait = min(_SLICE, deadline - time.monotonic())
-                if wait <= 0:
-                    try:
-                        return inbox.get_nowait()
-                    except queue.Empty:
-                        return _Signal.TIMEOUT
+            wait = _SLICE if deadline is None else min(_SLICE, deadline - time.monotonic())
             try:
-                return inbox.get(timeout=wait)
+                return inbox.get(wait)
             except queue.Empty:
-                continue
+                if wait <= 0:
+                    return _Signal.TIMEOUT
 
     def _input_failed(self, error: S2SError) -> None:
         """(consumer) Our input could not be sent: fail the request unless it already ended."""
@@ -243,16 +281,23 @@ class Request:
 
     # -- called by the connection's reader --
 
-    def _deliver(self, event: ServerEvent) -> None:
+    def _deliver(self, events: list[ServerEvent]) -> None:
+        """(reader) Queue events of this request, in order, up to its end."""
         if self._ended:
             return  # nobody reads past the end
+        ready = False
         with self._conn._lock:
-            ends = self._track.delivered(event)
-            self._ended = ends
-        if type(event) is Ready:
+            delivered = self._track.delivered
+            for index, event in enumerate(events):
+                ready = ready or type(event) is Ready
+                if delivered(event):
+                    self._ended = True
+                    del events[index + 1:]
+                    break
+        if ready:
             self._ready_event.set()
-        self._inbox.put(event)  # blocks while full: backpressure on the socket
-        if ends:
+        self._inbox.put_many(events)  # blocks while full: backpressure on the socket
+        if self._ended:
             self._ready_event.set()
 
     def _end(self, error: S2SError) -> None:
@@ -260,7 +305,7 @@ class Request:
             self._track.ended(error)
             self._ended = True
         self._inbox.unbound()
-        self._inbox.put(_Signal.END)
+        self._inbox.put_many((_Signal.END,))
         self._ready_event.set()
 
 

@@ -118,23 +118,27 @@ class _Feeder:
     def send_next(self) -> None:
         """Send every chunk now due (one write, up to _WRITE_BATCH), or end_of_stream."""
         request = self._request
+        pacer = self._pacer
         try:
             with request._consumer_writing():
+                batch: list[bytes | memoryview] = []
                 queued = 0
                 while queued < _WRITE_BATCH:
-                    due = self._pacer.due()
+                    due = pacer.due()
                     if queued and due is not None and due > time.monotonic():
                         break
                     chunk = next(self._chunks, None)
                     if chunk is None:
-                        if queued:
+                        if batch:
+                            request._queue_audio_many(batch)
                             request._conn.flush()
                         self.done = True
                         request.send_end_of_stream()
                         return
-                    request._queue_audio(chunk.data)
-                    self._pacer.sent(chunk)
+                    batch.append(chunk.data)
+                    pacer.sent(chunk)
                     queued += len(chunk.data)
+                request._queue_audio_many(batch)
                 request._conn.flush()
         except S2SError as exc:
             # A failed request already holds its reason; a bad input fails it
