@@ -56,8 +56,10 @@ class Backend(Protocol):
     """What an adapter supplies: transport, clock, sleeping, tasks, events."""
 
     name: str
-    transport_errors: tuple[type[BaseException], ...]
-    """Exceptions of a broken transport (reset, closed, TLS failure)."""
+    @property
+    def transport_errors(self) -> tuple[type[BaseException], ...]:
+        """Exceptions of a broken transport (reset, closed, TLS failure)."""
+        ...
     async def connect(self, target: WebSocketTarget,
                       ssl_context: ssl.SSLContext | None) -> Any: ...
 

@@ -4,43 +4,49 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Any
 
 import anyio
-import anyio.abc
-from anyio.streams.tls import TLSStream
+import anyio.lowlevel
 
 from s2s_core.urls import WebSocketTarget
+
+from ._asyncio_stream import open_asyncio_stream
+
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError)
 
 
 class AnyioBackend:
     """Backend for ``_s2s_async`` on anyio."""
 
     name = "anyio"
-    transport_errors: tuple[type[BaseException], ...] = (
-        OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError)
+
+    @property
+    def transport_errors(self) -> tuple[type[BaseException], ...]:
+        """A broken transport's exceptions, trio's included once trio runs (see ``connect``)."""
+        trio = sys.modules.get("trio")
+        if trio is None:
+            return _TRANSPORT_ERRORS
+        return (*_TRANSPORT_ERRORS, trio.BrokenResourceError, trio.ClosedResourceError)
 
     async def connect(self, target: WebSocketTarget, ssl_context: ssl.SSLContext | None) -> Any:
-        stream: anyio.abc.ByteStream = await anyio.connect_tcp(target.host, target.port)
-        if ssl_context is not None:
-            try:
-                stream = await TLSStream.wrap(stream, hostname=target.host,
-                                              ssl_context=ssl_context, standard_compatible=False)
-            except BaseException:
-                await anyio.aclose_forcefully(stream)
-                raise
-        return stream
+        # The running library's own streams: anyio's wrappers cost a loop
+        # round-trip per send on asyncio, and a layer per call on trio.
+        if not _on_asyncio():
+            from s2s_trio._backend import BACKEND as TRIO  # anyio's other backend is trio
+
+            return await TRIO.connect(target, ssl_context)
+        return await open_asyncio_stream(target.host, target.port, ssl_context)
 
     async def send_all(self, stream: Any, data: bytes) -> None:
-        await stream.send(data)
+        await stream.send_all(data)
 
     async def receive_some(self, stream: Any, max_bytes: int) -> bytes:
-        try:
-            data: bytes = await stream.receive(max_bytes)
-        except anyio.EndOfStream:
-            return b""
+        data: bytes = await stream.receive_some(max_bytes)
         return data
 
     async def aclose_forcefully(self, stream: Any) -> None:
@@ -81,6 +87,14 @@ class AnyioBackend:
 
     def cancelled_class(self) -> type[BaseException]:
         return anyio.get_cancelled_exc_class()
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 BACKEND = AnyioBackend()

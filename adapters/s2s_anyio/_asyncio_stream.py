@@ -1,0 +1,147 @@
+"""A byte stream on asyncio's transports, for the anyio adapter on asyncio.
+
+anyio's asyncio socket stream yields to the loop on every send and pauses
+and resumes reading (two epoll_ctl calls) around every receive. Here a
+receive with data buffered returns it at once (the data came from the
+loop's own callbacks, so the caller did yield to get it), a send only waits
+when the transport asks for backpressure, and reading is paused only when
+more than ``_HIGH_WATER`` bytes wait unread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+
+import anyio
+
+__all__ = ["AsyncioByteStream", "open_asyncio_stream"]
+
+_HIGH_WATER = 1 << 20
+_HAPPY_EYEBALLS_DELAY = 0.25  # RFC 8305's recommended connection attempt delay
+
+
+class AsyncioByteStream(asyncio.Protocol):
+    """One connected TCP (or TLS) stream: ``send_all``, ``receive_some``, ``aclose``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._transport: asyncio.Transport | None = None
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._eof = False
+        self._lost = False
+        self._error: BaseException | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+    # -- asyncio.Protocol callbacks --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > _HIGH_WATER and not self._reading_paused:
+            self._reading_paused = True
+            assert self._transport is not None
+            self._transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake_reader()
+        return False  # let the transport close: a WebSocket has nothing to say after EOF
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._error = exc
+        self._wake_reader()
+        self._writing_paused = False
+        self._wake_writer()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._wake_writer()
+
+    # -- the stream --
+
+    async def send_all(self, data: bytes) -> None:
+        """Write ``data``; waits only while the transport's buffer is over its limit."""
+        transport = self._transport
+        if self._lost or transport is None or transport.is_closing():
+            raise self._broken("the connection is closed")
+        transport.write(data)
+        while self._writing_paused:
+            waiter = self._drain_waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
+            if self._lost:
+                raise self._broken("the connection was lost while sending")
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` received bytes; b"" at the end of the stream."""
+        chunks = self._chunks
+        while not chunks:
+            if self._error is not None:
+                raise self._broken("the connection was lost")
+            if self._eof or self._lost:
+                return b""
+            waiter = self._read_waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._read_waiter = None
+        data = chunks.popleft()
+        if len(data) > max_bytes:
+            chunks.appendleft(data[max_bytes:])
+            data = data[:max_bytes]
+        self._buffered -= len(data)
+        if self._reading_paused and self._buffered <= _HIGH_WATER // 4:
+            self._reading_paused = False
+            assert self._transport is not None
+            self._transport.resume_reading()
+        return data
+
+    async def aclose(self) -> None:
+        """Close the connection now (pending writes still go out, without waiting)."""
+        if self._transport is not None:
+            self._transport.close()
+
+    # -- internals --
+
+    def _broken(self, what: str) -> anyio.BrokenResourceError:
+        error = anyio.BrokenResourceError(f"{what}: {self._error}" if self._error else what)
+        error.__cause__ = self._error
+        return error
+
+    def _wake_reader(self) -> None:
+        waiter = self._read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_writer(self) -> None:
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+async def open_asyncio_stream(host: str, port: int,
+                              ssl_context: ssl.SSLContext | None) -> AsyncioByteStream:
+    """Connect (happy eyeballs across addresses; TLS when ``ssl_context`` is given)."""
+    loop = asyncio.get_running_loop()
+    _, protocol = await loop.create_connection(
+        lambda: AsyncioByteStream(loop), host, port, ssl=ssl_context,
+        server_hostname=host if ssl_context is not None else None,
+        happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY)
+    return protocol
