@@ -42,7 +42,7 @@ from s2s_core.urls import parse_ws_url
 
 from .backend import Backend
 from .common import SessionBase
-from .inbox import Inbox
+from .primitives import Inbox, Mutex
 
 __all__ = ["Connection", "Request", "Session", "open_connection", "unwrap_group"]
 
@@ -251,11 +251,11 @@ class Connection:
         self.core = core
         self._stream = stream
         self._queue_size = queue_size
-        self._write_lock = backend.lock()
+        self._write_lock = Mutex(backend)
         self._requests: dict[str | None, Request] = {}
         self._timer_wakeup = backend.event()
         self._write_wakeup = backend.event()
-        self._route_lock = backend.lock()
+        self._route_lock = Mutex(backend)
         self._discarding = False
         self._delivery_scope: Any = None
         self.closed = backend.event()

@@ -69,9 +69,6 @@ class AnyioBackend:
     def event(self) -> anyio.Event:
         return anyio.Event()
 
-    def lock(self) -> Any:
-        return anyio.Lock()
-
     def task_group(self) -> AbstractAsyncContextManager[Any]:
         return anyio.create_task_group()
 

@@ -54,9 +54,6 @@ class TrioBackend:
     def event(self) -> trio.Event:
         return trio.Event()
 
-    def lock(self) -> Any:
-        return trio.Lock()
-
     def task_group(self) -> AbstractAsyncContextManager[Any]:
         return trio.open_nursery()
 

@@ -1,8 +1,10 @@
-"""A bounded FIFO from a connection's reader to one request's consumer.
+"""Two primitives the session needs, cheaper than the event-loop libraries' own.
 
-The event-loop libraries' memory channels schedule a task per item; here an
+``Inbox``: a bounded FIFO from a connection's reader to one request's
+consumer. The libraries' memory channels schedule a task per item; here an
 item is a deque append, and a waiter is woken only when one actually waits
-(the common case of a busy stream never parks either side).
+(the common case of a busy stream never parks either side). ``Mutex``: a
+lock that does not yield to the loop when it is free.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Generic, TypeVar
 
 from .backend import Backend, Event
 
-__all__ = ["Inbox"]
+__all__ = ["Inbox", "Mutex"]
 
 T = TypeVar("T")
 
@@ -81,3 +83,37 @@ class Inbox(Generic[T]):
         if self._readable is not None:
             self._readable.set()
             self._readable = None
+
+
+class Mutex:
+    """An async lock that takes no schedule point when it is free.
+
+    The libraries' locks yield to the loop on every acquisition (a whole loop
+    round-trip per write on a busy stream); the writes this guards already
+    yield whenever the transport makes them wait.
+    """
+
+    __slots__ = ("_backend", "_held", "_waiters")
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._held = False
+        self._waiters: list[Event] = []
+
+    def locked(self) -> bool:
+        """Whether a task holds the lock."""
+        return self._held
+
+    async def __aenter__(self) -> None:
+        while self._held:
+            waiter = self._backend.event()
+            self._waiters.append(waiter)
+            await waiter.wait()
+        self._held = True
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._held = False
+        # Every waiter re-checks (a cancelled one must not swallow the wake-up).
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.set()
