@@ -67,6 +67,11 @@ class _Inbox:
             self._queued.extend(items)
             self._cond.notify_all()
 
+    def full(self) -> bool:
+        """Whether a ``put_many`` would wait now."""
+        with self._cond:
+            return len(self._queued) >= self._limit
+
     def get(self, timeout: float) -> _Item:
         """The next item, waiting up to ``timeout`` seconds.
 
