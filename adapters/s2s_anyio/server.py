@@ -20,6 +20,7 @@ import anyio.abc
 import anyio.from_thread
 from anyio.streams.tls import TLSStream
 
+from _s2s_async.primitives import Mutex
 from s2s_core.connection import ConnectionState, ServerConnection
 from s2s_core.server_session import (
     EngineFactory,
@@ -29,6 +30,8 @@ from s2s_core.server_session import (
     loopback_engine,
 )
 from s2s_core.urls import S2S_ROUTE
+
+from ._backend import BACKEND
 
 __all__ = ["serve", "run_server", "ServerConfig", "server_url"]
 
@@ -128,8 +131,9 @@ class _Peer:
         now = anyio.current_time()
         self.conn = ServerConnection(now=now)
         self.session = ServerSession(self.conn, config, now)
-        self.lock = anyio.Lock()
+        self.lock = Mutex(BACKEND)
         self.wakeup = anyio.Event()
+        self.timer_deadline = math.inf  # what the timer task sleeps until
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tasks:
@@ -166,13 +170,16 @@ class _Peer:
                 conn.receive_eof(now=now)
             session.handle_events(conn.events_received(), now)
             await self.flush()
-            self.wakeup.set()
+            deadline = session.next_deadline()
+            if self.done() or (deadline is not None and deadline < self.timer_deadline):
+                self.wakeup.set()  # the timer must sleep less (or stop)
 
     async def timer(self) -> None:
         session = self.session
         while not self.done():
             deadline = session.next_deadline()
-            with anyio.CancelScope(deadline=math.inf if deadline is None else deadline):
+            self.timer_deadline = math.inf if deadline is None else deadline
+            with anyio.CancelScope(deadline=self.timer_deadline):
                 await self.wakeup.wait()
             self.wakeup = anyio.Event()
             now = anyio.current_time()
