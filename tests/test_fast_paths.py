@@ -187,6 +187,20 @@ def test_float_conversion_matches_the_scalar_reference(values: list[float],
     assert np.frombuffer(to_pcm16(audio), "<i2").tolist() == expected
 
 
+@pytest.mark.parametrize("dtype", ["<f4", ">f4", "<f8", ">f8"])
+def test_float_conversion_of_any_byte_order_and_layout(dtype: str) -> None:
+    values = [0.0, 0.5, -0.5, 1.0, -1.0, 2.0, -3.0, 1 / 65536, 3 / 65536, float("nan"),
+              float("inf"), float("-inf")]
+    expected = [scalar(x) for x in values]
+    audio = np.array(values, dtype=dtype)
+    assert float_to_int16(audio).tolist() == expected
+    grid = np.array(values, dtype=dtype).reshape(3, 4)
+    for layout in (grid, np.asfortranarray(grid), grid[:, ::2], grid.T):
+        converted = float_to_int16(layout)
+        assert converted.flags.c_contiguous and converted.dtype == np.int16
+        assert converted.tolist() == [[scalar(x) for x in row] for row in layout.tolist()]
+
+
 @pytest.mark.parametrize("dtype", ["<i2", ">i2", "=i2"])
 def test_int16_fast_path(dtype: str) -> None:
     audio = np.arange(-1000, 1000, 3).astype(dtype)
