@@ -42,6 +42,7 @@ __all__ = [
     "ulaw_decode",
     "ulaw_encode",
     "wav_header",
+    "wire_samples",
     "write_wav",
 ]
 
@@ -211,6 +212,24 @@ def to_pcm16(audio: AudioInput, *, downmix: bool = False) -> bytes:
         )
     mono = _as_int16_mono(audio, downmix)
     return np.asarray(mono, dtype=_LE_INT16).tobytes()
+
+
+def wire_samples(audio: npt.NDArray[Any]) -> Int16Array | None:
+    """One chunk of samples as a contiguous little-endian int16 array, without a copy to bytes.
+
+    ``to_pcm16``'s common case (a 1-D int16, float32 or float64 array) minus its
+    final ``tobytes``: an int16 array is returned as is, a float one converted
+    by ``float_to_int16``. Anything else (other dtypes, shapes or layouts, a
+    big-endian host) gives None: ``to_pcm16`` checks and converts it.
+    """
+    if audio.ndim != 1 or not _NATIVE_IS_LE:
+        return None
+    dtype = audio.dtype
+    if dtype is _LE_INT16:
+        return audio if audio.flags.c_contiguous else None
+    if dtype is _F32 or dtype is _F64:
+        return float_to_int16(audio)
+    return None
 
 
 def pcm16_view(data: bytes | bytearray | memoryview) -> npt.NDArray[np.int16]:

@@ -406,13 +406,12 @@ class ClientConnection(_Base):
         """Send one chunk of input audio."""
         if now is not None:
             self._now = now
-        if self.state is not _OPEN:
-            self._check_can_send("audio")
-        message = self.protocol.encode_audio(audio, client_req_id)
         if self.state is _OPEN:
-            self._outbox.append(self._writer.frame(_TEXT, message))
-        else:
-            self._pending.append(message)
+            head, body, tail = self.protocol.encode_audio_parts(audio, client_req_id)
+            self._outbox.append(self._writer.text_frame(head, body, tail))
+            return
+        self._check_can_send("audio")
+        self._pending.append(self.protocol.encode_audio(audio, client_req_id))
 
     def send_end_of_stream(self, client_req_id: str | None = None, *,
                            now: float | None = None) -> None:

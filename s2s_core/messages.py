@@ -54,6 +54,8 @@ except ImportError:  # pragma: no cover - pybase64 is a dependency; this is a sa
 __all__ = [
     "encode_setup",
     "encode_audio",
+    "AUDIO_MESSAGE_HEAD",
+    "audio_message_tail",
     "encode_end_of_stream",
     "decode_server_message",
     "encode_ready",
@@ -285,11 +287,18 @@ def encode_setup(setup: Setup) -> bytes:
 
 def encode_audio(pcm: bytes | bytearray | memoryview, client_req_id: str | None = None) -> bytes:
     """Encode an audio message; the bytes are sent as standard padded base64."""
+    return b"".join((_AUDIO_HEAD, _b64encode(pcm), audio_message_tail(client_req_id)))
+
+
+AUDIO_MESSAGE_HEAD = _AUDIO_HEAD
+"""What an audio message starts with, up to its base64 audio (see ``audio_message_tail``)."""
+
+
+def audio_message_tail(client_req_id: str | None = None) -> bytes:
+    """What follows the base64 audio in an audio message (``encode_audio``'s layout)."""
     if client_req_id is None:
-        return b"".join((_AUDIO_HEAD, _b64encode(pcm), b'"}'))
-    return b"".join(
-        (_AUDIO_HEAD, _b64encode(pcm), b'","client_req_id":', _encoder.encode(client_req_id), b"}")
-    )
+        return b'"}'
+    return b'","client_req_id":' + _encoder.encode(client_req_id) + b"}"
 
 
 def encode_end_of_stream(client_req_id: str | None = None) -> bytes:

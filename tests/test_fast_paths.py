@@ -206,3 +206,117 @@ def test_int16_fast_path(dtype: str) -> None:
     audio = np.arange(-1000, 1000, 3).astype(dtype)
     assert to_pcm16(audio) == np.arange(-1000, 1000, 3).astype("<i2").tobytes()
     assert to_pcm16(audio[::2]) == np.arange(-1000, 1000, 6).astype("<i2").tobytes()
+
+
+# --- the send path: FrameWriter.text_frame and ClientProtocol.encode_audio_parts ------
+
+def counting_keys(n: int) -> bytes:
+    """A deterministic key source: two writers built on it draw the same keys."""
+    return bytes((i * 37 + 11) % 256 for i in range(n))
+
+
+SIZES = st.sampled_from([0, 1, 2, 3, 4, 5, 120, 125, 126, 127, 1000, 5148, 65535, 65536, 70000])
+
+
+@SETTINGS
+@given(st.lists(st.tuples(SIZES, SIZES, SIZES), min_size=1, max_size=4), st.booleans())
+def test_text_frame_matches_frame_of_the_joined_payload(masker: str,
+                                                        splits: list[tuple[int, int, int]],
+                                                        mask: bool) -> None:
+    fast = FrameWriter(mask=mask, key_source=counting_keys)
+    reference_writer = FrameWriter(mask=mask, key_source=counting_keys)
+    for i, (a, b, c) in enumerate(splits):
+        head, body, tail = b"h" * a, bytes(range(256)) * (b // 256) + b"\x07" * (b % 256), b"t" * c
+        if i % 2:  # the two kinds of calls share the key batch
+            assert fast.frame(Opcode.PING, b"p") == reference_writer.frame(Opcode.PING, b"p")
+        assert fast.text_frame(head, body, tail) == reference_writer.frame(
+            Opcode.TEXT, head + body + tail)
+
+
+def test_text_frame_across_key_refills(masker: str) -> None:
+    fast = FrameWriter(mask=True, key_source=os_random_batches())
+    reference_writer = FrameWriter(mask=True, key_source=os_random_batches())
+    body = bytes(range(128)) * 40  # ASCII: valid as a text message
+    for i in range(2100):  # two refills of 1024 keys
+        tail = b"}" * (i % 7)
+        expected = reference_writer.frame(Opcode.TEXT, b"{" + body + tail)
+        assert fast.text_frame(b"{", body, tail) == expected
+    reader = FrameReader(expect_masked=True)
+    assert reader.feed(expected) == [(Opcode.TEXT, b"{" + body + tail)]
+
+
+def os_random_batches() -> Any:
+    """A key source replaying the same random batches for every writer made from it."""
+    import random
+
+    rng = random.Random(5)
+    batches = [rng.randbytes(4096) for _ in range(4)]
+    calls = iter(batches)
+    return lambda n: next(calls)
+
+
+def open_client(client_req_id: str | None = None) -> Any:
+    """A client connection upgraded in memory, with a pcm request past its ready."""
+    from s2s_core.connection import ClientConnection, ServerConnection, UpgradeRequest
+    from s2s_core.setup import Setup
+
+    client = ClientConnection("ws://127.0.0.1:9/s2s", ping_interval=None, ready_timeout=None)
+    server = ServerConnection()
+    client.send_setup(Setup(voice_id="v", input_format="pcm", output_format="pcm",
+                            client_req_id=client_req_id))
+    for _ in range(5):
+        server.receive_data(client.data_to_send())
+        if any(isinstance(event, UpgradeRequest) for event in server.events_received()):
+            server.accept()
+        client.receive_data(server.data_to_send())
+    server.send_message(server.protocol.send_ready("q", 48000, client_req_id=client_req_id))
+    client.receive_data(server.data_to_send())
+    assert [type(event).__name__ for event in client.events_received()] == ["Ready"]
+    return client
+
+
+AUDIO_INPUTS: list[Any] = [
+    np.arange(-960, 960, dtype=np.int16) * 17,
+    (np.arange(-960, 960, dtype=np.int16) * 17)[::2],
+    np.arange(-960, 960, dtype=np.int16).astype(">i2"),
+    np.arange(40, dtype=np.int16).reshape(20, 2)[:, :1],
+    np.linspace(-1.5, 1.5, 1920, dtype=np.float32),
+    np.linspace(-1.5, 1.5, 1920, dtype=np.float64),
+    np.linspace(-1.5, 1.5, 1920).astype(">f4"),
+    np.array([np.nan, 0.5, np.inf, -np.inf, 1.0, -1.0], dtype=np.float32),
+    np.linspace(-1, 1, 7, dtype=np.float32)[::3],
+    np.zeros(0, dtype=np.int16),
+    np.zeros(0, dtype=np.float32),
+    b"\x01\x02" * 1920,
+    bytearray(b"\x03\x04" * 10),
+    memoryview(b"\x05\x06" * 10),
+]
+
+
+@pytest.mark.parametrize("client_req_id", [None, "r-1", 'q"\u00e9'])
+@pytest.mark.parametrize("audio", AUDIO_INPUTS, ids=lambda a: f"{type(a).__name__}")
+def test_encode_audio_parts_match_the_reference_encoder(audio: Any,
+                                                        client_req_id: str | None) -> None:
+    from s2s_core.messages import encode_audio
+    from s2s_core.protocol import ClientProtocol
+    from s2s_core.setup import Setup
+
+    proto = ClientProtocol()
+    proto.send_setup(Setup(voice_id="v", input_format="pcm", client_req_id=client_req_id))
+    expected = encode_audio(to_pcm16(audio), client_req_id)
+    assert b"".join(proto.encode_audio_parts(audio, client_req_id)) == expected
+    assert proto.encode_audio(audio, client_req_id) == expected
+    assert proto.send_audio(audio, client_req_id) == expected.decode()
+
+
+@pytest.mark.parametrize("client_req_id", [None, "r-1"])
+def test_send_audio_frames_match_the_reference_framing(client_req_id: str | None) -> None:
+    from s2s_core.messages import encode_audio
+
+    client = open_client(client_req_id)
+    client._writer = FrameWriter(mask=True, key_source=counting_keys)
+    reference_writer = FrameWriter(mask=True, key_source=counting_keys)
+    for audio in [*AUDIO_INPUTS, np.zeros(40000, dtype=np.int16)]:
+        client.send_audio(audio, client_req_id)
+        message = encode_audio(to_pcm16(audio), client_req_id)
+        assert client.data_to_send() == reference_writer.frame(Opcode.TEXT, message)
