@@ -420,6 +420,36 @@ class FrameReader:
             self._utf8 = None
         return out
 
+    def text_payload_start(self, data: bytes) -> int:
+        """Where the payload starts if ``data`` is one unmasked text message, else -1.
+
+        That is: ``data`` is exactly one whole, final, unmasked TEXT frame that
+        ``feed`` would accept (reader idle, length encoded minimally, within
+        ``max_message_size``) before it checks the UTF-8. Nothing changes in the
+        reader: the caller either uses ``data[start:]`` as the message after
+        proving it valid UTF-8 itself, or passes ``data`` to ``feed``.
+        """
+        if (self._mask_bit or self._buf or self._msg_opcode is not None
+                or self.error is not None or self._closed):
+            return -1
+        size = len(data)
+        if size < 2 or data[0] != 0x81:
+            return -1
+        # The second byte holds the mask bit: any masked frame fails both tests.
+        n = data[1]
+        if n < 126:
+            start = 2
+        elif n == 126 and size >= 4:
+            n = (data[2] << 8) | data[3]
+            if n < 126:
+                return -1
+            start = 4
+        else:
+            return -1  # 64-bit lengths go through feed
+        if start + n != size or (self._limit is not None and n > self._limit):
+            return -1
+        return start
+
     def _parse(self, src: bytes, pos: int, out: list[tuple[Opcode, bytes]]) -> int:
         """Parse whole frames of ``src`` from ``pos``; return where parsing stopped.
 

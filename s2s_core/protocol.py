@@ -37,6 +37,7 @@ from .messages import (
     AUDIO_MESSAGE_HEAD,
     audio_message_tail,
     b64encode,
+    decode_audio_at,
     decode_client_message,
     decode_server_message,
     encode_end_of_stream,
@@ -306,6 +307,22 @@ class ClientProtocol:
         )
 
     # -- receiving --
+
+    def receive_audio_at(self, data: bytes, start: int) -> Audio | None:
+        """``receive_message(data[start:])`` for its common case, or None.
+
+        The common case: an ``audio`` message that ``decode_audio_at`` takes (it
+        need not have been checked as UTF-8 first) for a request whose server
+        side streams, the table's no-op self-loop. None, with nothing changed,
+        for anything else: call ``receive_message``.
+        """
+        event = decode_audio_at(data, start)
+        if event is None:
+            return None
+        request = self._life.requests.get(event.client_req_id)
+        if request is None or request.server is not _SERVER_STREAMING:
+            return None
+        return event
 
     def receive_message(self, data: str | bytes) -> list[ServerEvent]:
         """Decode one server message and apply it to the lifecycle.

@@ -320,3 +320,219 @@ def test_send_audio_frames_match_the_reference_framing(client_req_id: str | None
         client.send_audio(audio, client_req_id)
         message = encode_audio(to_pcm16(audio), client_req_id)
         assert client.data_to_send() == reference_writer.frame(Opcode.TEXT, message)
+
+
+# --- the receive path: text_payload_start, decode_audio_at, _receive_audio_frame -------
+
+def fresh_reader_state(reader: FrameReader) -> tuple[Any, ...]:
+    return (bytes(reader._buf), reader._msg_opcode, reader._fragments, reader.error,
+            reader._closed)
+
+
+def plain_frame(payload: bytes, first: int = 0x81) -> bytes:
+    n = len(payload)
+    if n < 126:
+        return bytes((first, n)) + payload
+    if n < 65536:
+        return bytes((first, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((first, 127)) + n.to_bytes(8, "big") + payload
+
+
+@st.composite
+def frame_like_bytes(draw: st.DrawFn) -> bytes:
+    """Frames a server may send, whole or broken: the peek must agree with feed on each."""
+    payload = draw(st.sampled_from([b"", b"a", b"x" * 125, b"x" * 126, b"\xc3\xa9" * 300,
+                                    b"\xff" * 200, b"y" * 70000]))
+    first = draw(st.sampled_from([0x81, 0x81, 0x01, 0x82, 0x89, 0xC1, 0x80]))
+    data = bytearray(plain_frame(payload, first))
+    edit = draw(st.sampled_from(["none", "none", "mask", "long16", "cut", "extra", "flip"]))
+    if edit == "mask":
+        data[1] |= 0x80
+    elif edit == "long16":  # a length that fits 7 bits, sent on 16
+        data = bytearray((data[0], 126, 0, len(payload) % 126)) + payload[:len(payload) % 126]
+    elif edit == "cut" and len(data) > 1:
+        del data[draw(st.integers(1, len(data) - 1)):]
+    elif edit == "extra":
+        data += plain_frame(b"more")
+    elif edit == "flip":
+        data[draw(st.integers(0, len(data) - 1))] ^= 1 << draw(st.integers(0, 7))
+    return bytes(data)
+
+
+@SETTINGS
+@given(frame_like_bytes(), st.sampled_from([None, 0, 125, 600, 2**20]))
+def test_text_payload_start_agrees_with_feed(data: bytes, limit: int | None) -> None:
+    peeked = FrameReader(expect_masked=False, max_message_size=limit)
+    before = fresh_reader_state(peeked)
+    start = peeked.text_payload_start(data)
+    assert fresh_reader_state(peeked) == before
+    if start < 0:
+        return
+    payload = data[start:]
+    reference_reader = FrameReader(expect_masked=False, max_message_size=limit)
+    out = reference_reader.feed(data)
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        assert out == [] and reference_reader.error is not None
+        assert reference_reader.error.close_code == 1007
+    else:
+        assert out == [(Opcode.TEXT, payload)] and reference_reader.error is None
+        assert reference_reader.buffered == 0
+
+
+def test_text_payload_start_declines_when_the_reader_is_busy() -> None:
+    reader = FrameReader(expect_masked=False)
+    frame = plain_frame(b"x" * 600)
+    assert reader.text_payload_start(frame) == 4
+    assert reader.text_payload_start(plain_frame(b"x" * 10)) == 2
+    assert FrameReader(expect_masked=True).text_payload_start(frame) == -1
+    reader.feed(frame[:10])  # half a frame buffered
+    assert reader.text_payload_start(frame) == -1
+    fragmenting = FrameReader(expect_masked=False)
+    fragmenting.feed(plain_frame(b"x", first=0x01))  # a message begun
+    assert fragmenting.text_payload_start(frame) == -1
+
+
+def not_utf8(draw: st.DrawFn, data: bytes) -> bytes:
+    """``data`` with a byte that breaks UTF-8 put somewhere (often in a string's text)."""
+    quotes = [i + 1 for i, byte in enumerate(data) if byte == 0x22]
+    position = draw(st.sampled_from(quotes) if quotes and draw(st.booleans())
+                    else st.integers(0, len(data)))
+    bad = draw(st.sampled_from([b"\xff", b"\xc3", b"\x80", b"\xed\xa0\x80", b"\xe9"]))
+    return data[:position] + bad + data[position:]
+
+
+@st.composite
+def maybe_broken_audio_messages(draw: st.DrawFn) -> bytes:
+    data = draw(audio_messages())
+    if draw(st.booleans()):
+        data = not_utf8(draw, data)
+    return data
+
+
+@SETTINGS
+@given(maybe_broken_audio_messages(), st.binary(max_size=6))
+def test_decode_audio_at_proves_utf8_and_matches_the_general_decoder(data: bytes,
+                                                                    junk: bytes) -> None:
+    from s2s_core.messages import decode_audio_at
+
+    event = decode_audio_at(junk + data, len(junk))
+    if event is None:
+        return
+    data.decode("utf-8")  # an event only for a valid message
+    assert event == _decode_server_general(data)
+
+
+@pytest.mark.parametrize("tail", [b'","meta":"\xff"}', b'","x\xc3":1,"stream_id":0}',
+                                  b'","meta":{"\xed\xa0\x80":[1]}}'])
+def test_decode_audio_at_declines_bad_utf8_the_tail_parser_skips(tail: bytes) -> None:
+    from s2s_core.messages import decode_audio_at
+
+    assert decode_audio_at(b'{"type":"audio","audio":"' + AUDIO.encode() + tail) is None
+    assert decode_audio_at(b'{"meta":"\xff","type":"audio","audio":"' + AUDIO.encode()
+                           + b'"}') is None
+
+
+SERVICE_TAIL = b'","start_s":1.04,"stop_s":1.12,"stream_id":0}'
+
+
+@pytest.mark.parametrize("data", [
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'","type":null}',
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'","audio":null}',
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'","\\u0061udio":"QUJD"}',
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'","t\\u0079pe":"text"}',
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'","client_req_id":"\\u00e9"}',
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'","client_req_id":"\xc3\xa9"}',
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'","client_req_id":"' + b"r" * 2000
+    + b'"}',
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'","x":"' + b'"' * 1500 + b'"}',
+    b'{"client_req_id":"\xc3\xa9","type":"audio","audio":"' + AUDIO.encode() + b'"}',
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'\xff' + SERVICE_TAIL,
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'","meta":"\xff"}',
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'","x\xc3":1,"stream_id":0}',
+    b'{"type":"audio","audio":"' + AUDIO.encode() + b'","meta":{"\xed\xa0\x80":[1]}}',
+    b'{"meta":"\xff","type":"audio","audio":"' + AUDIO.encode() + b'"}',
+    b'{"type":"audio","audio":"' + AUDIO.encode() + SERVICE_TAIL[:-1] + b'\xff}',
+])
+def test_audio_shortcut_more_edge_cases(data: bytes) -> None:
+    assert outcome(data) == reference(data)
+
+
+def test_a_long_tail_still_decodes() -> None:
+    from s2s_core.messages import decode_audio_at
+
+    tail = b'","client_req_id":"' + b"r" * 2000 + b'"}'
+    event = decode_audio_at(b'{"type":"audio","audio":"' + AUDIO.encode() + tail)
+    assert event is None or event.client_req_id == "r" * 2000
+
+
+def events_and_bytes(client: Any, frames: list[bytes]) -> list[Any]:
+    seen: list[Any] = []
+    for frame in frames:
+        client.receive_data(frame)
+        for event in client.events_received():
+            if type(event).__name__ == "Closed":  # exceptions compare by identity
+                event = (event.code, event.reason, type(event.error), str(event.error))
+            seen.append(event)
+        seen.append(client.data_to_send())
+    seen.append(client.state)
+    return seen
+
+
+@st.composite
+def server_streams(draw: st.DrawFn) -> list[bytes]:
+    """Frames of audio messages (some broken), then maybe a ping or a text frame."""
+    frames = [plain_frame(draw(maybe_broken_audio_messages()))
+              for _ in range(draw(st.integers(1, 3)))]
+    if draw(st.booleans()):
+        frames.append(plain_frame(b"p", first=0x89))
+    frames.insert(draw(st.integers(0, len(frames))), plain_frame(
+        b'{"type":"text","text":"hi","start_s":0.5}'))
+    return frames
+
+
+@SETTINGS
+@given(server_streams())
+def test_client_fast_receive_matches_the_frame_loop(frames: list[bytes]) -> None:
+    fast = open_client()
+    general = open_client()
+    general._receive_audio_frame = lambda data: False  # every frame through the general loop
+    fast._writer = FrameWriter(mask=True, key_source=counting_keys)
+    general._writer = FrameWriter(mask=True, key_source=counting_keys)
+    assert events_and_bytes(fast, frames) == events_and_bytes(general, frames)
+
+
+def test_client_fast_receive_is_taken_and_rejects_bad_utf8() -> None:
+    from s2s_core.events import Audio, Closed
+
+    pcm = bytes(range(256)) * 30
+    message = b'{"type":"audio","audio":"' + base64.b64encode(pcm) + SERVICE_TAIL
+    client = open_client()
+    calls: list[bool] = []
+    original = client._receive_frames
+    client._receive_frames = lambda data: (calls.append(True), original(data))
+    client.receive_data(plain_frame(message))
+    (event,) = client.events_received()
+    assert isinstance(event, Audio) and event.audio == pcm and event.start_s == 1.04
+    assert calls == []  # the shortcut took it
+    client.receive_data(plain_frame(message[:-1] + b',"meta":"\xff"}'))
+    (closed,) = client.events_received()
+    assert isinstance(closed, Closed) and closed.code == 1007 and calls == [True]
+
+
+ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+@SETTINGS
+@given(st.binary(min_size=1, max_size=40), st.integers(0, 200), st.integers(0, 255))
+def test_strict_base64_accepts_only_its_alphabet(raw: bytes, where: int, byte: int) -> None:
+    """What the audio shortcut relies on: a span that decodes holds no quote and no non-ASCII."""
+    from s2s_core.messages import b64decode
+
+    text = bytearray(base64.b64encode(raw))
+    text.insert(where % (len(text) + 1), byte)
+    if byte in ALPHABET:
+        return
+    with pytest.raises(ValueError):
+        b64decode(bytes(text))
