@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from types import TracebackType
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeAlias, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,7 @@ __all__ = [
     "ulaw_decode",
     "ulaw_encode",
     "wav_header",
+    "wire_samples",
     "write_wav",
 ]
 
@@ -50,6 +51,8 @@ AudioInput = bytes | bytearray | memoryview | npt.NDArray[np.generic]
 """What ``to_pcm16`` accepts: raw little-endian PCM16 bytes or a numpy array."""
 
 _LE_INT16 = np.dtype("<i2")
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
 # Largest float that still maps below 32767.5 after scaling: clipping to it
 # *before* scaling gives the same result as clipping after, without overflow.
 _FLOAT_MAX = 32767.0 / 32768.0
@@ -75,19 +78,39 @@ def float_to_int16(samples: npt.NDArray[Any]) -> Int16Array:
     Raises:
         InvalidAudio: The array is not float32 or float64.
     """
-    if samples.dtype.kind != "f" or samples.dtype.itemsize not in (4, 8):
-        raise InvalidAudio(f"expected float32 or float64 samples, got dtype {samples.dtype}")
+    lo, hi, scale = _float_scalars(samples.dtype)
     # Clip before scaling (no overflow) to the float that scales to 32767, scale (exact:
-    # a power of two), round. NaN goes through both: four numpy calls for a chunk.
-    buf: npt.NDArray[Any] = _clip(samples, -1.0, _FLOAT_MAX)
-    np.multiply(buf, 32768.0, out=buf)
-    flat = buf.reshape(-1)
+    # a power of two), round in place, cast. NaN goes through all of them and is
+    # mended only when present.
+    buf: npt.NDArray[Any] = _clip(samples, lo, hi)
+    np.multiply(buf, scale, out=buf)
+    one_d = buf.ndim == 1
+    flat = buf if one_d else buf.reshape(-1)
     squares = np.dot(flat, flat)  # finite unless a NaN went through: one pass to find out
     if squares != squares:
         buf[np.isnan(buf)] = 0.0
-    out = np.empty(buf.shape, dtype=np.int16)
-    np.rint(buf, out=out, casting="unsafe")  # round half to even, then the exact cast
-    return out
+    np.rint(buf, out=buf)  # round half to even; the values are now exact integers
+    # A 1-D result is contiguous anyway; other shapes are returned in C order.
+    return buf.astype(_INT16) if one_d else buf.astype(_INT16, order="C")
+
+
+def _float_scalars(dtype: np.dtype[Any]) -> _Scalars:
+    """The clip bounds and the scale for a float dtype, as scalars of that precision."""
+    if dtype is _F32:
+        return _F32_SCALARS
+    if dtype is _F64:
+        return _F64_SCALARS
+    if dtype.kind != "f" or dtype.itemsize not in (4, 8):
+        raise InvalidAudio(f"expected float32 or float64 samples, got dtype {dtype}")
+    return _F32_SCALARS if dtype.itemsize == 4 else _F64_SCALARS
+
+
+# numpy resolves a Python float operand (a "weak" scalar) more slowly than a scalar of
+# the array's own type: the bounds and the scale are kept in both precisions.
+_Scalars: TypeAlias = tuple[np.floating[Any], np.floating[Any], np.floating[Any]]
+_F32_SCALARS: _Scalars = (np.float32(-1.0), np.float32(_FLOAT_MAX), np.float32(32768.0))
+_F64_SCALARS: _Scalars = (np.float64(-1.0), np.float64(_FLOAT_MAX), np.float64(32768.0))
+_INT16 = np.dtype(np.int16)
 
 
 def _downmix(samples: npt.NDArray[np.generic]) -> Int16Array:
@@ -151,8 +174,6 @@ def _clip_ufunc() -> Any:
 
 _clip = _clip_ufunc()
 _NATIVE_IS_LE = sys.byteorder == "little"
-_F32 = np.dtype(np.float32)
-_F64 = np.dtype(np.float64)
 
 
 def to_pcm16(audio: AudioInput, *, downmix: bool = False) -> bytes:
@@ -191,6 +212,24 @@ def to_pcm16(audio: AudioInput, *, downmix: bool = False) -> bytes:
         )
     mono = _as_int16_mono(audio, downmix)
     return np.asarray(mono, dtype=_LE_INT16).tobytes()
+
+
+def wire_samples(audio: npt.NDArray[Any]) -> Int16Array | None:
+    """One chunk of samples as a contiguous little-endian int16 array, without a copy to bytes.
+
+    ``to_pcm16``'s common case (a 1-D int16, float32 or float64 array) minus its
+    final ``tobytes``: an int16 array is returned as is, a float one converted
+    by ``float_to_int16``. Anything else (other dtypes, shapes or layouts, a
+    big-endian host) gives None: ``to_pcm16`` checks and converts it.
+    """
+    if audio.ndim != 1 or not _NATIVE_IS_LE:
+        return None
+    dtype = audio.dtype
+    if dtype is _LE_INT16:
+        return audio if audio.flags.c_contiguous else None
+    if dtype is _F32 or dtype is _F64:
+        return float_to_int16(audio)
+    return None
 
 
 def pcm16_view(data: bytes | bytearray | memoryview) -> npt.NDArray[np.int16]:

@@ -60,6 +60,8 @@ USER_AGENT = f"s2s-core/{__version__}"
 DEFAULT_MAX_MESSAGE_SIZE = 16 * 2**20
 DEFAULT_MAX_HANDSHAKE_SIZE = 64 * 2**10
 _HEAD_END = b"\r\n\r\n"
+# Text messages this short are never audio: they skip the audio shortcut.
+_SMALL_MESSAGE = 512
 # What wsproto/h11 may raise on a malformed peer handshake: not only their
 # protocol errors (a non-ASCII Host header raises UnicodeDecodeError, say).
 _HANDSHAKE_ERRORS = (WsprotoRemoteError, h11.RemoteProtocolError, ValueError, LookupError)
@@ -406,13 +408,12 @@ class ClientConnection(_Base):
         """Send one chunk of input audio."""
         if now is not None:
             self._now = now
-        if self.state is not _OPEN:
-            self._check_can_send("audio")
-        message = self.protocol.encode_audio(audio, client_req_id)
         if self.state is _OPEN:
-            self._outbox.append(self._writer.frame(_TEXT, message))
-        else:
-            self._pending.append(message)
+            head, body, tail = self.protocol.encode_audio_parts(audio, client_req_id)
+            self._outbox.append(self._writer.text_frame(head, body, tail))
+            return
+        self._check_can_send("audio")
+        self._pending.append(self.protocol.encode_audio(audio, client_req_id))
 
     def send_end_of_stream(self, client_req_id: str | None = None, *,
                            now: float | None = None) -> None:
@@ -423,14 +424,34 @@ class ClientConnection(_Base):
 
     def receive_data(self, data: bytes, *, now: float | None = None) -> None:
         """Bytes read from the transport; never raises for a peer fault."""
-        self._tick(now)
+        if now is not None:
+            self._now = now
         if not data or self.state is _CLOSED:
             return
         if self.state is ConnectionState.CONNECTING:
             self._receive_handshake(data)
             return
         self._arm_idle()
+        if self.state is _OPEN and type(data) is bytes and self._receive_audio_frame(data):
+            return
         self._receive_frames(data)
+
+    def _receive_audio_frame(self, data: bytes) -> bool:
+        """Take ``data`` in one step if it is one audio message of a streaming request.
+
+        What ``_receive_frames`` does with such a frame, without the per-frame loop
+        and the UTF-8 pass over the payload: ``receive_audio_at`` returns an event
+        only for a message it proved valid UTF-8. False, with nothing changed,
+        for anything else.
+        """
+        start = self._reader.text_payload_start(data)
+        if start < 0 or len(data) - start <= _SMALL_MESSAGE:
+            return False
+        event = self.protocol.receive_audio_at(data, start)
+        if event is None:
+            return False
+        self._events.append(event)
+        return True
 
     def events_received(self) -> list[Event]:
         """Events produced since the last call, in order (``Closed`` last)."""

@@ -62,6 +62,9 @@ _HEAD64 = struct.Struct("!BBQ").pack
 _HEAD7_KEY = struct.Struct("!BB4s").pack
 _HEAD16_KEY = struct.Struct("!BBH4s").pack
 _HEAD64_KEY = struct.Struct("!BBQ4s").pack
+_NO_KEY = bytes(4)
+_PACK32 = struct.Struct("!I").pack
+_KEYS_AS_INTS = struct.Struct(f"!{_KEY_BATCH // 4}I").unpack
 _UNPACK16 = struct.Struct("!H").unpack_from
 _UNPACK64 = struct.Struct("!Q").unpack_from
 _Utf8Decoder = codecs.getincrementaldecoder("utf-8")
@@ -191,13 +194,14 @@ class FrameWriter:
             are drawn from it 1024 at a time and each is used once.
     """
 
-    __slots__ = ("_key_pos", "_key_source", "_keys", "_mask")
+    __slots__ = ("_key_ints", "_key_pos", "_key_source", "_keys", "_mask")
 
     def __init__(self, *, mask: bool,
                  key_source: Callable[[int], bytes] = os.urandom) -> None:
         self._mask = mask
         self._key_source = key_source
         self._keys = b""
+        self._key_ints: tuple[int, ...] = ()  # the same keys, as big-endian integers
         self._key_pos = 0
 
     @property
@@ -210,6 +214,7 @@ class FrameWriter:
         if len(keys) != _KEY_BATCH:
             raise ValueError(f"key_source returned {len(keys)} bytes, expected {_KEY_BATCH}")
         self._keys = keys
+        self._key_ints = _KEYS_AS_INTS(keys)
         self._key_pos = 0
 
     def frame(self, opcode: Opcode, payload: Payload = b"", *, fin: bool = True) -> bytes:
@@ -256,6 +261,27 @@ class FrameWriter:
         else:
             header = _HEAD64_KEY(b0, 0xFF, n, key)
         return header + _mask_whole(payload, key)
+
+    def text_frame(self, head: bytes, body: bytes, tail: bytes) -> bytes:
+        """Serialise one final TEXT frame whose payload is ``head + body + tail``.
+
+        The same bytes as ``frame(Opcode.TEXT, head + body + tail)``, with one
+        copy of the payload fewer for a masked frame of 126 to 65535 bytes.
+        """
+        n = len(head) + len(body) + len(tail)
+        if not self._mask or n < 126 or n > 65535:
+            return self.frame(_TEXT, b"".join((head, body, tail)))
+        pos = self._key_pos
+        if pos >= len(self._keys):
+            self._refill_keys()
+            pos = 0
+        self._key_pos = pos + 4
+        key = self._keys[pos:pos + 4]
+        # One masking pass over the whole frame: the header goes in pre-masked so the
+        # pass restores it, and the key's slot holds zeros, which the pass turns into
+        # the key (the 4-byte header keeps the payload aligned with the key).
+        head_masked = _PACK32(self._key_ints[pos >> 2] ^ (0x81FE0000 | n))
+        return _mask_whole(b"".join((head_masked, _NO_KEY, head, body, tail)), key)
 
     def close_frame(self, code: int | None = None, reason: str = "") -> bytes:
         """Serialise a close frame.
@@ -393,6 +419,36 @@ class FrameReader:
             self._msg_opcode = None
             self._utf8 = None
         return out
+
+    def text_payload_start(self, data: bytes) -> int:
+        """Where the payload starts if ``data`` is one unmasked text message, else -1.
+
+        That is: ``data`` is exactly one whole, final, unmasked TEXT frame that
+        ``feed`` would accept (reader idle, length encoded minimally, within
+        ``max_message_size``) before it checks the UTF-8. Nothing changes in the
+        reader: the caller either uses ``data[start:]`` as the message after
+        proving it valid UTF-8 itself, or passes ``data`` to ``feed``.
+        """
+        if (self._mask_bit or self._buf or self._msg_opcode is not None
+                or self.error is not None or self._closed):
+            return -1
+        size = len(data)
+        if size < 2 or data[0] != 0x81:
+            return -1
+        # The second byte holds the mask bit: any masked frame fails both tests.
+        n = data[1]
+        if n < 126:
+            start = 2
+        elif n == 126 and size >= 4:
+            n = (data[2] << 8) | data[3]
+            if n < 126:
+                return -1
+            start = 4
+        else:
+            return -1  # 64-bit lengths go through feed
+        if start + n != size or (self._limit is not None and n > self._limit):
+            return -1
+        return start
 
     def _parse(self, src: bytes, pos: int, out: list[tuple[Opcode, bytes]]) -> int:
         """Parse whole frames of ``src`` from ``pos``; return where parsing stopped.

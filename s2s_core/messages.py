@@ -54,8 +54,11 @@ except ImportError:  # pragma: no cover - pybase64 is a dependency; this is a sa
 __all__ = [
     "encode_setup",
     "encode_audio",
+    "AUDIO_MESSAGE_HEAD",
+    "audio_message_tail",
     "encode_end_of_stream",
     "decode_server_message",
+    "decode_audio_at",
     "encode_ready",
     "encode_text",
     "encode_server_audio",
@@ -131,13 +134,19 @@ def _raw_base64(raw: msgspec.Raw, kind: str) -> bytes:
 
 
 class _AudioTail(msgspec.Struct, gc=False):
-    """The members after ``audio`` in the usual layout (``type`` only to see a duplicate)."""
+    """The members after ``audio`` in the usual layout.
+
+    ``type`` and ``audio`` are there only to see a duplicate (under any spelling of
+    the key, escapes included): an empty ``Raw`` means absent, since any JSON value,
+    ``null`` included, gives a non-empty one.
+    """
 
     start_s: float | None = None
     stop_s: float | None = None
     stream_id: int | None = None
     client_req_id: str | None = None
-    type: msgspec.Raw | None = None
+    type: msgspec.Raw = msgspec.Raw()
+    audio: msgspec.Raw = msgspec.Raw()
 
 
 _audio_wire_decoder = msgspec.json.Decoder(_AudioWire)
@@ -145,57 +154,90 @@ _audio_tail_decoder = msgspec.json.Decoder(_AudioTail)
 _AUDIO_KEY = b'"audio":"'
 _AUDIO_PREFIX = b'{"type":"audio","audio":"'  # how the service and the local server start
 _TAIL_OPEN = b'{"":0'
+# How far from the end of a message its base64 audio's closing quote is looked for.
+_TAIL_WINDOW = 1024
 
 
-def _fast_audio(data: bytes) -> Audio | None:
-    """Decode an ``audio`` message without letting the JSON parser scan its payload.
+def decode_audio_at(data: bytes, start: int = 0) -> Audio | None:
+    """Decode the ``audio`` message ``data[start:]`` without a JSON parser scanning its payload.
 
-    The base64 string is most of the message: find it with ``bytes.find``,
-    base64-decode it in place (pybase64 validates the alphabet, so it cannot
-    hold an escape or a quote), and parse the rest. Returns None whenever the
-    shortcut cannot be proven right (the key nested or after an escape,
-    another type, a second ``audio`` member, bad base64, malformed JSON): the
-    caller then takes the general path, which also produces the precise error.
+    The base64 string is most of the message: it is base64-decoded in place
+    (pybase64's strict mode accepts only the base64 alphabet, so the string
+    holds no escape and no quote), and only the rest is parsed. Returns None
+    whenever the shortcut cannot be proven right (another type, the key nested
+    or after an escape, a second ``audio`` or ``type`` member, bad base64,
+    malformed JSON...): ``decode_server_message`` then takes the general path,
+    which also produces the precise error.
+
+    The message need not have been checked as UTF-8: an event is returned only
+    for a message proven valid (the parts outside the base64 string are
+    validated; the string is ASCII).
     """
-    prefixed = data.startswith(_AUDIO_PREFIX)
+    prefixed = data.startswith(_AUDIO_PREFIX, start)
     if prefixed:
-        start = len(_AUDIO_PREFIX)
+        audio_start = start + len(_AUDIO_PREFIX)
     else:
-        key = data.find(_AUDIO_KEY)
-        if key <= 0:
+        audio_start = _audio_member_start(data, start)
+        if audio_start < 0:
             return None
-        start = key + len(_AUDIO_KEY)
-        head = data[:start]
-        # The key must be a member of the top-level object: before it, one '{'
-        # (the first byte), no other bracket, no backslash (so every quote is a
-        # delimiter), every string closed (an even number of quotes before the
-        # key's three).
-        if (data[0] != 0x7B or head.count(b"{") != 1 or b"}" in head or b"[" in head
-                or b"\\" in head or not head.count(b'"') % 2):
-            return None
-    end = data.find(b'"', start)
+    # The closing quote is looked for near the end only: if the span up to the quote
+    # found decodes as strict base64, it holds no quote, so that quote is the first.
+    end = data.find(b'"', max(audio_start, len(data) - _TAIL_WINDOW))
     if end < 0:
         return None
-    # Another "audio" member after this one would win: let the general path judge
-    # (a backslash could spell the key with escapes).
     tail = data[end + 1:]
-    if b'"audio"' in tail or b"\\" in tail:
+    if not (tail.isascii() or _is_utf8(tail)):
+        return None
+    if not prefixed and (b'"audio"' in tail or b"\\" in tail):
+        # Another "audio" member after this one would win: let the general path judge
+        # (a backslash could spell the key with escapes).
         return None
     rest: _AudioTail | _AudioWire
     try:
-        audio = _b64decode(memoryview(data)[start:end])
+        audio = _b64decode(memoryview(data)[audio_start:end])
         if prefixed:
             # Only the members after the audio are left to parse: reopen them as an
             # object (a dummy first member keeps a dangling comma an error).
             rest = _audio_tail_decoder.decode(_TAIL_OPEN + tail)
-            if rest.type is not None:
+            if rest.type or rest.audio:
                 return None
         else:
-            rest = _audio_wire_decoder.decode(data[:start] + b'"' + tail)
+            rest = _audio_wire_decoder.decode(data[start:audio_start] + b'"' + tail)
     except (binascii.Error, ValueError, msgspec.DecodeError):
         return None
     return Audio(audio=audio, start_s=rest.start_s, stop_s=rest.stop_s,
                  stream_id=rest.stream_id, client_req_id=rest.client_req_id)
+
+
+def _audio_member_start(data: bytes, start: int) -> int:
+    """Where the base64 of a top-level ``"audio":"`` member starts in ``data[start:]``, or -1."""
+    key = data.find(_AUDIO_KEY, start)
+    if key <= start:
+        return -1
+    audio_start = key + len(_AUDIO_KEY)
+    head = data[start:audio_start]
+    # The key must be a member of the top-level object: before it, one '{' (the
+    # first byte), no other bracket, no backslash (so every quote is a delimiter),
+    # every string closed (an even number of quotes before the key's three).
+    if (head[0] != 0x7B or head.count(b"{") != 1 or b"}" in head or b"[" in head
+            or b"\\" in head or not head.count(b'"') % 2):
+        return -1
+    if not (head.isascii() or _is_utf8(head)):
+        return -1
+    return audio_start
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _fast_audio(data: bytes) -> Audio | None:
+    """``decode_audio_at`` on a whole message (the shortcut of ``decode_server_message``)."""
+    return decode_audio_at(data, 0)
 
 
 def decode_server_message(data: bytes | str) -> ServerEvent:
@@ -206,7 +248,7 @@ def decode_server_message(data: bytes | str) -> ServerEvent:
             field of the wrong type, or audio that is not base64.
     """
     if type(data) is bytes and len(data) > 512:
-        event = _fast_audio(data)
+        event = decode_audio_at(data)
         if event is not None:
             return event
     return _decode_server_general(data)
@@ -285,11 +327,18 @@ def encode_setup(setup: Setup) -> bytes:
 
 def encode_audio(pcm: bytes | bytearray | memoryview, client_req_id: str | None = None) -> bytes:
     """Encode an audio message; the bytes are sent as standard padded base64."""
+    return b"".join((_AUDIO_HEAD, _b64encode(pcm), audio_message_tail(client_req_id)))
+
+
+AUDIO_MESSAGE_HEAD = _AUDIO_HEAD
+"""What an audio message starts with, up to its base64 audio (see ``audio_message_tail``)."""
+
+
+def audio_message_tail(client_req_id: str | None = None) -> bytes:
+    """What follows the base64 audio in an audio message (``encode_audio``'s layout)."""
     if client_req_id is None:
-        return b"".join((_AUDIO_HEAD, _b64encode(pcm), b'"}'))
-    return b"".join(
-        (_AUDIO_HEAD, _b64encode(pcm), b'","client_req_id":', _encoder.encode(client_req_id), b"}")
-    )
+        return b'"}'
+    return b'","client_req_id":' + _encoder.encode(client_req_id) + b"}"
 
 
 def encode_end_of_stream(client_req_id: str | None = None) -> bytes:

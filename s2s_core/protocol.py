@@ -11,13 +11,13 @@ misuse raises ``LocalProtocolError`` and changes nothing; a peer's raises
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import numpy as np
 
 from ._state import ENDED, SIDE_EFFECTS, Kind, RequestState, Sender, next_state
-from .audio import to_pcm16
+from .audio import Int16Array, to_pcm16, wire_samples
 from .errors import InvalidAudio, LocalProtocolError, RemoteProtocolError, S2SError
 from .events import (
     Audio,
@@ -34,9 +34,12 @@ from .events import (
 )
 from .formats import Codec, Direction, lookup_format
 from .messages import (
+    AUDIO_MESSAGE_HEAD,
+    audio_message_tail,
+    b64encode,
+    decode_audio_at,
     decode_client_message,
     decode_server_message,
-    encode_audio,
     encode_end_of_stream,
     encode_error,
     encode_ready,
@@ -70,6 +73,15 @@ _SELF_LOOP_EVENTS = (Text, Audio)
 for _kind in (Kind.TEXT, Kind.AUDIO):
     assert next_state(Sender.SERVER, _SERVER_STREAMING, _kind) is _SERVER_STREAMING
     assert (Sender.SERVER, _kind) not in SIDE_EFFECTS
+# The same for the client's audio, which ClientProtocol.encode_audio_parts checks
+# against STREAMING without applying anything.
+_CLIENT_STREAMING = RequestState.STREAMING
+assert next_state(Sender.CLIENT, _CLIENT_STREAMING, Kind.AUDIO) is _CLIENT_STREAMING
+assert (Sender.CLIENT, Kind.AUDIO) not in SIDE_EFFECTS
+_PCM16 = Codec.PCM16
+
+# base64 reads any C-contiguous buffer, an int16 array included.
+_b64encode = cast(Callable[[bytes | bytearray | memoryview | Int16Array], bytes], b64encode)
 
 
 class ProtocolState(enum.Enum):
@@ -88,6 +100,7 @@ class RequestInfo:
 
     __slots__ = (
         "_audio_kind",
+        "_audio_tail",
         "_sample_bytes",
         "client",
         "client_req_id",
@@ -109,6 +122,7 @@ class RequestInfo:
         fmt = lookup_format(setup.input_format, Direction.INPUT)
         self._audio_kind = fmt.codec
         self._sample_bytes = fmt.bytes_per_sample or 1
+        self._audio_tail = audio_message_tail(setup.client_req_id)
 
     @property
     def ended(self) -> bool:
@@ -259,14 +273,24 @@ class ClientProtocol:
 
     def encode_audio(self, audio: AudioInput, client_req_id: str | None = None) -> bytes:
         """Like ``send_audio``, as UTF-8 bytes."""
+        return b"".join(self.encode_audio_parts(audio, client_req_id))
+
+    def encode_audio_parts(self, audio: AudioInput,
+                           client_req_id: str | None = None) -> tuple[bytes, bytes, bytes]:
+        """Like ``encode_audio``, as the message's head, base64 audio and tail, unjoined.
+
+        A frame writer copies the three once into the frame (``FrameWriter.text_frame``).
+        """
         request = self._life.requests.get(client_req_id)
-        if request is None or request.client is not RequestState.STREAMING:
-            why = _describe(request, Kind.AUDIO, Sender.CLIENT)
-            raise LocalProtocolError(f"cannot send audio: {why}")
-        if request.server in ENDED:
-            raise LocalProtocolError("cannot send audio: the server already ended the request")
-        payload = _input_bytes(audio, request)
-        return encode_audio(payload, client_req_id)
+        if request is None or request.client is not _CLIENT_STREAMING or request.server in ENDED:
+            raise _audio_refusal(request)
+        # The table's no-op self-loop (asserted at import): nothing to apply.
+        samples: bytes | bytearray | memoryview | Int16Array | None = None
+        if type(audio) is np.ndarray and request._audio_kind is _PCM16:
+            samples = wire_samples(audio)  # numpy samples go to base64 as an int16 array
+        if samples is None:
+            samples = _input_bytes(audio, request)
+        return AUDIO_MESSAGE_HEAD, _b64encode(samples), request._audio_tail
 
     def encode_end_of_stream(self, client_req_id: str | None = None) -> bytes:
         """Like ``send_end_of_stream``, as UTF-8 bytes."""
@@ -283,6 +307,22 @@ class ClientProtocol:
         )
 
     # -- receiving --
+
+    def receive_audio_at(self, data: bytes, start: int) -> Audio | None:
+        """``receive_message(data[start:])`` for its common case, or None.
+
+        The common case: an ``audio`` message that ``decode_audio_at`` takes (it
+        need not have been checked as UTF-8 first) for a request whose server
+        side streams, the table's no-op self-loop. None, with nothing changed,
+        for anything else: call ``receive_message``.
+        """
+        event = decode_audio_at(data, start)
+        if event is None:
+            return None
+        request = self._life.requests.get(event.client_req_id)
+        if request is None or request.server is not _SERVER_STREAMING:
+            return None
+        return event
 
     def receive_message(self, data: str | bytes) -> list[ServerEvent]:
         """Decode one server message and apply it to the lifecycle.
@@ -332,6 +372,13 @@ class ClientProtocol:
             assert isinstance(event, ErrorMessage)
             request.error = event
         return [event]
+
+
+def _audio_refusal(request: RequestInfo | None) -> LocalProtocolError:
+    if request is None or request.client is not _CLIENT_STREAMING:
+        return LocalProtocolError(
+            f"cannot send audio: {_describe(request, Kind.AUDIO, Sender.CLIENT)}")
+    return LocalProtocolError("cannot send audio: the server already ended the request")
 
 
 def _input_bytes(audio: AudioInput, request: RequestInfo) -> bytes | bytearray | memoryview:

@@ -136,7 +136,8 @@ def test_client_survives_mutated_server_bytes(data: st.DataObject, cuts: list[in
     expect_one_closed_last(events)
     if stream != DOWN:
         closed = events[-1]
-        assert closed.error is not None or closed.code == 1000
+        # A mutated close code can still be a normal one (1001 going away, 1005 empty).
+        assert closed.error is not None or closed.code in (1000, 1001, 1005)
 
 
 @FUZZ
