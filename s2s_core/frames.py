@@ -51,7 +51,8 @@ _MAX_CONTROL_PAYLOAD = 125
 # use these.
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
-_KEY_BATCH = 4096  # bytes drawn from the key source at a time: 1024 masking keys
+# Bytes drawn from the key source at a time: 64 masking keys (a few KiB per connection).
+_KEY_BATCH = 256
 
 # Below this size, XOR through Python's big integers beats numpy's per-call cost.
 _SMALL_XOR = 512
