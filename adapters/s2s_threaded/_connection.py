@@ -27,7 +27,7 @@ from typing import Any
 from _s2s_async.common import SessionBase
 from s2s_core.connection import ClientConnection, ConnectionState
 from s2s_core.errors import ConnectionClosedError, S2SError
-from s2s_core.events import Closed, ErrorMessage, Ready, ServerEvent
+from s2s_core.events import Closed, EndOfStream, ErrorMessage, Ready, ServerEvent
 from s2s_core.protocol import AudioInput
 from s2s_core.results import S2SResult, error_from_event
 from s2s_core.setup import Setup
@@ -232,12 +232,15 @@ class Connection:
             closed = self.core.state is ConnectionState.CLOSED
             # Runs of consecutive events for one request go over in one batch.
             runs: list[tuple[Request | Closed | None, list[ServerEvent]]] = []
+            ending: set[Request] = set()  # ended by an event of this batch, not yet delivered
             for event in events:
                 target: Request | Closed | None
                 if isinstance(event, Closed):
                     target = event
                 else:
-                    target = self._route(getattr(event, "client_req_id", None))
+                    target = self._route(getattr(event, "client_req_id", None), ending)
+                    if target is not None and isinstance(event, (EndOfStream, ErrorMessage)):
+                        ending.add(target)
                 if runs and target is not None and runs[-1][0] is target:
                     runs[-1][1].append(event)  # type: ignore[arg-type]
                 else:
@@ -254,10 +257,10 @@ class Connection:
                     self._unclaimed_error = event
         return closed
 
-    def _route(self, client_req_id: str | None) -> Request | None:
+    def _route(self, client_req_id: str | None, ending: set[Request]) -> Request | None:
         request = self._requests.get(client_req_id)
-        if client_req_id is None and (request is None or request._ended):
-            live = [r for r in self._requests.values() if not r._ended]
+        if client_req_id is None and (request is None or request._ended or request in ending):
+            live = [r for r in self._requests.values() if not r._ended and r not in ending]
             if live:
                 return live[0]
         return request
