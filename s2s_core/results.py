@@ -86,7 +86,10 @@ class ResultCollector:
     def __init__(self, output_format: str | None) -> None:
         self.output_format = output_format
         self.ready: Ready | None = None
-        self._chunks: list[bytes] = []
+        # One growing buffer, not a list of chunks: chunks decoded on another
+        # thread (the threaded adapter's reader) are freed at once, so a long
+        # result does not pin that thread's fresh memory (page faults).
+        self._chunks = bytearray()
         self._texts: list[TextWithTimestamps] = []
         self.done = False
         self.error: S2SError | None = None
@@ -102,7 +105,7 @@ class ResultCollector:
             return
         kind = type(event)
         if kind is Audio:
-            self._chunks.append(event.audio)  # type: ignore[union-attr]
+            self._chunks += event.audio  # type: ignore[union-attr]
         elif kind is Text:
             self._texts.append(text_with_timestamps(event))  # type: ignore[arg-type]
         elif kind is Ready:
@@ -141,7 +144,7 @@ class ResultCollector:
 
     def _build(self, *, complete: bool) -> S2SResult:
         return S2SResult(
-            raw_data=b"".join(self._chunks),
+            raw_data=bytes(self._chunks),
             sample_rate=self.ready.sample_rate if self.ready is not None else None,
             output_format=self.output_format,
             request_id=self.request_id,
