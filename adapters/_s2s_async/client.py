@@ -185,42 +185,32 @@ async def _feed(backend: Backend, request: Request, chunker: InputChunker, audio
     """Send the whole source, paced, then end_of_stream; stop quietly if the request ends."""
     pacer = Pacer(pace, backend.current_time())
 
-    async def send_paced(chunks: Iterable[Chunk]) -> None:
-        # Chunks that are due go into the core together and out in one write
+    async def send(chunks: Iterable[Chunk]) -> None:
+        # The chunks that are due go into the core together and out in one write
         # (up to _WRITE_BATCH): one await per batch, not per chunk.
-        unflushed = 0
-        for chunk in chunks:
-            due = pacer.due()
-            if due is not None and due > backend.current_time():
-                if unflushed:
-                    unflushed = 0
-                    await request._flush("send_audio")
-                await backend.sleep_until(due)
-            request._queue_audio(chunk.data)
-            pacer.sent(chunk)
-            unflushed += len(chunk.data)
-            if unflushed >= _WRITE_BATCH:
-                unflushed = 0
-                await request._flush("send_audio")
-        if unflushed:
-            await request._flush("send_audio")
-
-    async def send_unpaced(chunks: Iterable[Chunk]) -> None:
         batch: list[bytes | memoryview] = []
         size = 0
         for chunk in chunks:
+            due = pacer.due()
+            if due is not None and due > backend.current_time():
+                if batch:
+                    await flush(batch)
+                    size = 0
+                await backend.sleep_until(due)
             batch.append(chunk.data)
+            pacer.sent(chunk)
             size += len(chunk.data)
             if size >= _WRITE_BATCH:
-                request._queue_audio_many(batch)
-                batch.clear()
+                await flush(batch)
                 size = 0
-                await request._flush("send_audio")
         if batch:
-            request._queue_audio_many(batch)
-            await request._flush("send_audio")
+            await flush(batch)
 
-    send = send_paced if pace is not None else send_unpaced
+    async def flush(batch: list[bytes | memoryview]) -> None:
+        request._queue_audio_many(batch)
+        batch.clear()
+        await request._flush("send_audio")
+
     try:
         if isinstance(audio, (bytes, bytearray, memoryview, np.ndarray)):
             await send(chunker.feed(audio))

@@ -82,9 +82,7 @@ class Request:
 
     def _queue_audio(self, audio: AudioInput) -> None:
         """Hand a chunk to the core; it goes out with the next flush."""
-        self._check_send("send_audio")
-        conn = self._conn
-        conn.core.send_audio(audio, self.client_req_id, now=conn.backend.current_time())
+        self._queue_audio_many((audio,))
 
     def _queue_audio_many(self, chunks: Sequence[AudioInput]) -> None:
         """Hand several chunks to the core at once (one check: nothing runs in between)."""
@@ -166,6 +164,9 @@ class Request:
             await inbox.wait_readable()
             self._unyielded = 0
             if not len(inbox):
+                # A closed inbox returns without a schedule point: take one, so a
+                # cancelled caller gets its cancellation, not the close it caused.
+                await self._conn.backend.checkpoint()
                 raise track.failure()
         return track.consume(inbox.pop())
 
