@@ -210,6 +210,15 @@ class FrameWriter:
         """Whether the frames written are masked (client role)."""
         return self._mask
 
+    def _take_key(self) -> int:
+        """Where the next masking key starts in ``_keys`` (refilled when used up)."""
+        pos = self._key_pos
+        if pos >= len(self._keys):
+            self._refill_keys()
+            pos = 0
+        self._key_pos = pos + 4
+        return pos
+
     def _refill_keys(self) -> None:
         keys = bytes(self._key_source(_KEY_BATCH))
         if len(keys) != _KEY_BATCH:
@@ -248,12 +257,7 @@ class FrameWriter:
             else:
                 header = _HEAD64(b0, 127, n)
             return header + payload
-        # The next key of the batch (inlined: this runs for every frame we send).
-        pos = self._key_pos
-        if pos >= len(self._keys):
-            self._refill_keys()
-            pos = 0
-        self._key_pos = pos + 4
+        pos = self._take_key()
         key = self._keys[pos:pos + 4]
         if n < 126:
             header = _HEAD7_KEY(b0, 0x80 | n, key)
@@ -272,11 +276,7 @@ class FrameWriter:
         n = len(head) + len(body) + len(tail)
         if not self._mask or n < 126 or n > 65535:
             return self.frame(_TEXT, b"".join((head, body, tail)))
-        pos = self._key_pos
-        if pos >= len(self._keys):
-            self._refill_keys()
-            pos = 0
-        self._key_pos = pos + 4
+        pos = self._take_key()
         key = self._keys[pos:pos + 4]
         # One masking pass over the whole frame: the header goes in pre-masked so the
         # pass restores it, and the key's slot holds zeros, which the pass turns into
