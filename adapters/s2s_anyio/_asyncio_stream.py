@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Callable
 
 import anyio
 
@@ -23,10 +24,15 @@ _HAPPY_EYEBALLS_DELAY = 0.25  # RFC 8305's recommended connection attempt delay
 
 
 class AsyncioByteStream(asyncio.Protocol):
-    """One connected TCP (or TLS) stream: ``send_all``, ``receive_some``, ``aclose``."""
+    """One TCP (or TLS) stream: ``send_all``, ``receive_some``, ``send_eof``, ``aclose``.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    ``on_connect`` is called with the stream once connected (a server's accept).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *,
+                 on_connect: Callable[[AsyncioByteStream], None] | None = None) -> None:
         self._loop = loop
+        self._on_connect = on_connect
         self._transport: asyncio.Transport | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -43,6 +49,8 @@ class AsyncioByteStream(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        if self._on_connect is not None:
+            self._on_connect(self)
 
     def data_received(self, data: bytes) -> None:
         self._chunks.append(data)
@@ -112,6 +120,16 @@ class AsyncioByteStream(asyncio.Protocol):
             assert self._transport is not None
             self._transport.resume_reading()
         return data
+
+    async def send_eof(self) -> None:
+        """End our side of the stream (a FIN; TLS, which cannot half-close, closes)."""
+        transport = self._transport
+        if self._lost or transport is None or transport.is_closing():
+            raise self._broken("the connection is closed")
+        if transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.close()
 
     async def aclose(self) -> None:
         """Close the connection now (pending writes still go out, without waiting)."""

@@ -36,7 +36,7 @@ class AnyioBackend:
     async def connect(self, target: WebSocketTarget, ssl_context: ssl.SSLContext | None) -> Any:
         # The running library's own streams: anyio's wrappers cost a loop
         # round-trip per send on asyncio, and a layer per call on trio.
-        if not _on_asyncio():
+        if not running_on_asyncio():
             from s2s_trio._backend import BACKEND as TRIO  # anyio's other backend is trio
 
             return await TRIO.connect(target, ssl_context)
@@ -86,7 +86,8 @@ class AnyioBackend:
         return anyio.get_cancelled_exc_class()
 
 
-def _on_asyncio() -> bool:
+def running_on_asyncio() -> bool:
+    """Whether the running library is asyncio (anyio's other one is trio)."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:

@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
@@ -31,7 +31,8 @@ from s2s_core.server_session import (
 )
 from s2s_core.urls import S2S_ROUTE
 
-from ._backend import BACKEND
+from ._asyncio_stream import AsyncioByteStream
+from ._backend import BACKEND, running_on_asyncio
 
 __all__ = ["serve", "run_server", "ServerConfig", "server_url"]
 
@@ -76,7 +77,9 @@ async def serve(host: str = "127.0.0.1", port: int = 8765, *,
         config = make_config(**config_args)
     elif config_args:
         raise TypeError("pass either config or its arguments, not both")
-    _quiet_cancelled_accepts()
+    if running_on_asyncio():
+        await _serve_asyncio(host, port, config, ssl_context, task_status)
+        return
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     async with listener:
         bound = listener.extra(anyio.abc.SocketAttribute.local_port)
@@ -84,49 +87,92 @@ async def serve(host: str = "127.0.0.1", port: int = 8765, *,
         await listener.serve(partial(_handle, config=config, ssl_context=ssl_context))
 
 
-def _quiet_cancelled_accepts() -> None:
-    """On asyncio, do not log CPython 3.11's race when a pending accept is cancelled.
+async def _serve_asyncio(host: str, port: int, config: ServerConfig,
+                         ssl_context: ssl.SSLContext | None,
+                         task_status: anyio.abc.TaskStatus[str]) -> None:
+    """asyncio's own server: it accepts every pending connection at each wake-up
+    (anyio's listener takes one per loop round, which starves a busy server),
+    and its streams cost no loop round-trip per send."""
+    loop = asyncio.get_running_loop()
+    async with anyio.create_task_group() as tasks:
+        def accepted(stream: AsyncioByteStream) -> None:
+            tasks.start_soon(_serve_stream, stream, config)
 
-    Stopping the server while a connection arrives makes asyncio's
-    ``_sock_accept`` callback set a result on the cancelled future and log an
-    ``InvalidStateError`` (harmless: the socket is closed with the loop).
-    """
+        server = await loop.create_server(
+            lambda: AsyncioByteStream(loop, on_connect=accepted), host, port,
+            ssl=ssl_context, ssl_handshake_timeout=10 if ssl_context is not None else None,
+            backlog=4096)
+        try:
+            bound = server.sockets[0].getsockname()[1]
+            task_status.started(server_url(host, bound, secure=ssl_context is not None))
+            await anyio.sleep_forever()
+        finally:
+            server.close()
+            tasks.cancel_scope.cancel()
+
+
+async def _serve_stream(stream: AsyncioByteStream, config: ServerConfig) -> None:
     try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return  # trio
-    previous = loop.get_exception_handler()
-
-    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        if (isinstance(context.get("exception"), asyncio.InvalidStateError)
-                and "_sock_accept" in repr(context.get("handle"))):
-            return
-        if previous is not None:
-            previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
-
-    loop.set_exception_handler(handler)
+        await _Peer(stream, config).run()
+    except _TRANSPORT_ERRORS:
+        pass
+    finally:
+        await stream.aclose()
 
 
 async def _handle(stream: anyio.abc.ByteStream, *, config: ServerConfig,
                   ssl_context: ssl.SSLContext | None) -> None:
+    """(trio) One accepted connection: TLS if asked, then the session."""
     try:
         if ssl_context is not None:
             with anyio.fail_after(10):
                 stream = await TLSStream.wrap(stream, server_side=True, ssl_context=ssl_context,
                                               standard_compatible=False)
-        await _Peer(stream, config).run()
+        await _Peer(_AnyioStream(stream), config).run()
     except (*_TRANSPORT_ERRORS, TimeoutError):
         pass
     finally:
         await anyio.aclose_forcefully(stream)
 
 
+class _ServerStream(Protocol):
+    async def receive_some(self, max_bytes: int) -> bytes: ...
+
+    async def send_all(self, data: bytes) -> None: ...
+
+    async def send_eof(self) -> None: ...
+
+    async def aclose(self) -> None:
+        """Close at once (no graceful TLS close)."""
+        ...
+
+
+class _AnyioStream:
+    """An anyio byte stream with the calls ``_Peer`` makes (b"" at the end of the stream)."""
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self._stream = stream
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        try:
+            return await self._stream.receive(max_bytes)
+        except anyio.EndOfStream:
+            return b""
+
+    async def send_all(self, data: bytes) -> None:
+        await self._stream.send(data)
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await anyio.aclose_forcefully(self._stream)
+
+
 class _Peer:
     """One accepted connection: a reader task and a timer task around a ServerSession."""
 
-    def __init__(self, stream: anyio.abc.ByteStream, config: ServerConfig) -> None:
+    def __init__(self, stream: _ServerStream, config: ServerConfig) -> None:
         self.stream = stream
         now = anyio.current_time()
         self.conn = ServerConnection(now=now)
@@ -143,7 +189,7 @@ class _Peer:
             await self.flush()  # last words: a close frame, an echo
         if self.session.abort_transport:
             await self._drop()
-        await anyio.aclose_forcefully(self.stream)
+        await self.stream.aclose()
 
     async def _until_done(self, loop: Callable[[], Awaitable[None]],
                           scope: anyio.CancelScope) -> None:
@@ -157,9 +203,7 @@ class _Peer:
         conn, session = self.conn, self.session
         while not self.done():
             try:
-                data = await self.stream.receive(_READ_SIZE)
-            except anyio.EndOfStream:
-                data = b""
+                data = await self.stream.receive_some(_READ_SIZE)
             except _TRANSPORT_ERRORS as exc:
                 conn.transport_failed(exc, now=anyio.current_time())
                 return
@@ -191,7 +235,7 @@ class _Peer:
         async with self.lock:
             data = self.conn.data_to_send()
             if data:  # what was queued before an injected drop still goes out
-                await self.stream.send(data)
+                await self.stream.send_all(data)
 
     async def _drop(self) -> None:
         """End TCP without a close frame (the injected drop).
@@ -202,7 +246,7 @@ class _Peer:
         """
         with anyio.move_on_after(2), contextlib.suppress(*_TRANSPORT_ERRORS):
             await self.stream.send_eof()
-            while await self.stream.receive(_READ_SIZE):
+            while await self.stream.receive_some(_READ_SIZE):
                 pass
 
 
