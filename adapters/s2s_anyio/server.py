@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import anyio
 import anyio.abc
 import anyio.from_thread
+import anyio.lowlevel
 from anyio.streams.tls import TLSStream
 
 from _s2s_async.primitives import Mutex
@@ -236,6 +237,9 @@ class _Peer:
             data = self.conn.data_to_send()
             if data:  # what was queued before an injected drop still goes out
                 await self.stream.send_all(data)
+        # Let the other sessions run before this one writes again: its next
+        # output then goes out with whatever else came due meanwhile.
+        await anyio.lowlevel.checkpoint()
 
     async def _drop(self) -> None:
         """End TCP without a close frame (the injected drop).
