@@ -22,7 +22,7 @@ from wsproto.events import AcceptConnection, RejectConnection, RejectData, Reque
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError as WsprotoRemoteError
 
-from . import __version__
+from . import __version__, options
 from .errors import (
     CloseTimeout,
     ConnectionClosedError,
@@ -57,8 +57,8 @@ __all__ = [
 ]
 
 USER_AGENT = f"s2s-core/{__version__}"
-DEFAULT_MAX_MESSAGE_SIZE = 16 * 2**20
-DEFAULT_MAX_HANDSHAKE_SIZE = 64 * 2**10
+DEFAULT_MAX_MESSAGE_SIZE = options.MAX_MESSAGE_SIZE
+DEFAULT_MAX_HANDSHAKE_SIZE = options.MAX_HANDSHAKE_SIZE
 _HEAD_END = b"\r\n\r\n"
 # Text messages this short are never audio: they skip the audio shortcut.
 _SMALL_MESSAGE = 512
@@ -110,6 +110,9 @@ class _Base(abc.ABC):
         self._ping_payload: bytes | None = None
         self._close_deadline: float | None = None
         self._close_sent: tuple[int, str] | None = None
+        self._reading_paused = False
+        self._drain_deadline: float | None = None
+        self._write_error: BaseException | None = None
         self.closed_event: Closed | None = None
 
     @property
@@ -138,7 +141,8 @@ class _Base(abc.ABC):
         return min(deadlines) if deadlines else None
 
     def _deadlines(self) -> list[float | None]:
-        return [self._next_ping, self._pong_deadline, self._close_deadline]
+        pong = None if self._reading_paused else self._pong_deadline
+        return [self._next_ping, pong, self._close_deadline, self._drain_deadline]
 
     # -- inputs shared by both roles --
 
@@ -166,15 +170,51 @@ class _Base(abc.ABC):
         error.__cause__ = exc
         self._finish(1006, "", error)
 
+    def pause_reading(self, *, now: float | None = None) -> None:
+        """The caller stopped reading the transport (its consumer is behind).
+
+        Nothing the peer sends, pongs included, can arrive meanwhile: that is
+        our backpressure, not a dead link, so the pong and idle timers are
+        suspended until ``resume_reading``. Pings still go out.
+        """
+        self._tick(now)
+        self._reading_paused = True
+
+    def resume_reading(self, *, now: float | None = None) -> None:
+        """The caller reads again: suspended timers restart from ``now``."""
+        self._tick(now)
+        if not self._reading_paused:
+            return
+        self._reading_paused = False
+        self._heard_from_peer()
+
+    def write_failed(self, exc: BaseException, *, now: float | None = None) -> None:
+        """A write to the transport failed; the read side may still hold data.
+
+        The peer's last messages (an error that explains the failure) are
+        often still unread: the connection stays up for the reader to drain
+        them until ``DRAIN_AFTER_WRITE_FAILURE_S``, then fails with ``exc``.
+        """
+        self._tick(now)
+        if self.state is _CLOSED or self._write_error is not None:
+            return
+        self._write_error = exc
+        self._drain_deadline = self._now + options.DRAIN_AFTER_WRITE_FAILURE_S
+
     def handle_timer(self, now: float) -> None:
         """Run every timer whose deadline is at or before ``now``."""
         self._now = now
         if self.state is _CLOSED:
             return
+        if self._drain_deadline is not None and now >= self._drain_deadline:
+            assert self._write_error is not None
+            self.transport_failed(self._write_error, now=now)
+            return
         if self._close_deadline is not None and now >= self._close_deadline:
             self._finish(1006, "", CloseTimeout("the peer did not answer our close frame in time"))
             return
-        if self._pong_deadline is not None and now >= self._pong_deadline:
+        if (self._pong_deadline is not None and now >= self._pong_deadline
+                and not self._reading_paused):
             self._fail(KeepaliveTimeout("no pong to our keepalive ping in time"), 1011,
                        "keepalive ping timeout")
             return
@@ -198,6 +238,11 @@ class _Base(abc.ABC):
     def _tick(self, now: float | None) -> None:
         if now is not None:
             self._now = now
+
+    def _heard_from_peer(self) -> None:
+        """Bytes arrived: the link is alive, whether or not a pong came yet."""
+        if self._pong_deadline is not None and self._ping_timeout is not None:
+            self._pong_deadline = self._now + self._ping_timeout
 
     def _open(self, rest: bytes) -> None:
         self.state = _OPEN
@@ -278,6 +323,7 @@ class _Base(abc.ABC):
             return
         self.state = _CLOSED
         self._next_ping = self._pong_deadline = self._close_deadline = None
+        self._drain_deadline = None
         self._role_closed()
         self.closed_event = Closed(code=code, reason=reason, error=error)
         self._events.append(self.closed_event)
@@ -355,11 +401,11 @@ class ClientConnection(_Base):
         extra_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         max_handshake_size: int = DEFAULT_MAX_HANDSHAKE_SIZE,
-        ping_interval: float | None = 20.0,
-        ping_timeout: float | None = 20.0,
-        ready_timeout: float | None = 15.0,
-        idle_timeout: float | None = None,
-        close_timeout: float | None = 5.0,
+        ping_interval: float | None = options.PING_INTERVAL_S,
+        ping_timeout: float | None = options.PING_TIMEOUT_S,
+        ready_timeout: float | None = options.READY_TIMEOUT_S,
+        idle_timeout: float | None = options.IDLE_TIMEOUT_S,
+        close_timeout: float | None = options.CLOSE_TIMEOUT_S,
         now: float = 0.0,
     ) -> None:
         super().__init__(mask=True, max_message_size=max_message_size,
@@ -371,6 +417,7 @@ class ClientConnection(_Base):
         self._idle_timeout = idle_timeout
         self._ready_deadlines: dict[str | None, float] = {}
         self._idle_deadline: float | None = None
+        self._paused_at = now
         self._pending: list[bytes] = []
         self._handshake = H11Handshake(ConnectionType.CLIENT)
         self._reject: HandshakeRejected | None = None
@@ -431,7 +478,7 @@ class ClientConnection(_Base):
         if self.state is ConnectionState.CONNECTING:
             self._receive_handshake(data)
             return
-        self._arm_idle()
+        self._heard_from_peer()
         if self.state is _OPEN and type(data) is bytes and self._receive_audio_frame(data):
             return
         self._receive_frames(data)
@@ -477,15 +524,38 @@ class ClientConnection(_Base):
         if self._idle_timeout is not None:
             self._idle_deadline = self._now + self._idle_timeout
 
+    def _heard_from_peer(self) -> None:
+        super()._heard_from_peer()
+        self._arm_idle()
+
+    def pause_reading(self, *, now: float | None = None) -> None:
+        """As for the base class; ready timeouts are suspended too."""
+        if not self._reading_paused:
+            self._tick(now)
+            self._paused_at = self._now
+        super().pause_reading(now=now)
+
+    def resume_reading(self, *, now: float | None = None) -> None:
+        """As for the base class; ready deadlines move by the time spent paused."""
+        self._tick(now)
+        if self._reading_paused:
+            shift = self._now - self._paused_at
+            for rid in self._ready_deadlines:
+                self._ready_deadlines[rid] += shift
+        super().resume_reading(now=now)
+
     def _deadlines(self) -> list[float | None]:
         deadlines = super()._deadlines()
-        if self._ready_deadlines:
+        if self._ready_deadlines and not self._reading_paused:
             deadlines.append(min(self._ready_deadlines.values()))
-        if self._idle_deadline is not None and self.protocol.state is ProtocolState.ACTIVE:
+        if (self._idle_deadline is not None and self.protocol.state is ProtocolState.ACTIVE
+                and not self._reading_paused):
             deadlines.append(self._idle_deadline)
         return deadlines
 
     def _role_timers(self, now: float) -> None:
+        if self._reading_paused:
+            return  # nothing can arrive while we do not read: not the server's delay
         for rid, deadline in list(self._ready_deadlines.items()):
             if now >= deadline:
                 which = f" for client_req_id {rid!r}" if rid is not None else ""
@@ -493,7 +563,7 @@ class ClientConnection(_Base):
                                         f"{self._ready_timeout} s"), 1000, "ready timeout")
                 return
         if (self._idle_deadline is not None and now >= self._idle_deadline
-                and self.protocol.state is ProtocolState.ACTIVE):
+                and self.protocol.state is ProtocolState.ACTIVE and not self._reading_paused):
             self._fail(IdleTimeout(f"nothing received from the server for "
                                    f"{self._idle_timeout} s"), 1000, "idle timeout")
 

@@ -25,6 +25,7 @@ __all__ = [
     "IdleTimeout",
     "CloseTimeout",
     "KeepaliveTimeout",
+    "MissingCredentials",
     "server_error_for",
 ]
 
@@ -213,3 +214,7 @@ class CloseTimeout(S2STimeoutError):
 
 class KeepaliveTimeout(S2STimeoutError):
     """A keepalive ping got no pong in time."""
+
+
+class MissingCredentials(S2SError, ValueError):
+    """Neither an API key nor a token was given (nor GRADIUM_API_KEY set)."""

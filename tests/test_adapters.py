@@ -184,6 +184,6 @@ def test_unknown_messages_reach_the_event_stream(harness: Harness) -> None:
 
 
 def _options(**kwargs: object) -> object:
-    from _s2s_async.common import ClientOptions
+    from s2s_core.options import ClientOptions
 
     return ClientOptions(**kwargs)  # type: ignore[arg-type]

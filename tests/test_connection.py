@@ -54,7 +54,7 @@ from s2s_core.setup import Setup
 URL = "ws://127.0.0.1:8765/api/speech/s2s"
 NONCE = b"dGhlIHNhbXBsZSBub25jZQ=="  # the RFC 6455 sample key
 SETUP = Setup(voice_id="v", json_config={"target_language": "en"})
-QUIET = {"ping_interval": None, "ready_timeout": None}
+QUIET = {"ping_interval": None, "ready_timeout": None, "idle_timeout": None}
 
 
 @contextmanager

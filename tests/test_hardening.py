@@ -20,12 +20,12 @@ import pytest
 
 import s2s_anyio
 import s2s_threaded
-from _s2s_async.common import ClientOptions
 from harness import MODES, base_url_of, harness_for, tone_burst
 from s2s_anyio import run_server
 from s2s_core.connection import ClientConnection
 from s2s_core.errors import InvalidAudio, LocalProtocolError, PolicyViolation, S2SError
 from s2s_core.events import Audio
+from s2s_core.options import ClientOptions
 from s2s_core.server_session import Fault, FaultPlan
 from s2s_core.setup import Setup
 

@@ -1,4 +1,4 @@
-"""The async adapters' own primitives: Inbox, Mutex and the asyncio byte stream."""
+"""The async adapters' own primitives: Mutex and the asyncio byte stream."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from _s2s_async.backend import Backend
-from _s2s_async.primitives import Inbox, Mutex
+from _s2s_async.primitives import Mutex
 from s2s_anyio._asyncio_stream import _HIGH_WATER, AsyncioByteStream
 from s2s_anyio._backend import BACKEND as ANYIO
 from s2s_trio._backend import BACKEND as TRIO
@@ -24,61 +24,6 @@ def run(backend_name: str, fn: Any) -> None:
 
 
 BACKENDS = ["trio", "anyio-asyncio"]
-
-
-@pytest.mark.parametrize("backend_name", BACKENDS)
-def test_inbox_is_bounded_fifo_and_put_waits_for_room(backend_name: str) -> None:
-    async def main(backend: Backend) -> None:
-        inbox: Inbox[int] = Inbox(backend, 2)
-        assert inbox.put_nowait(1) and inbox.put_nowait(2)
-        assert not inbox.put_nowait(3)  # full: nothing queued
-        assert len(inbox) == 2
-        order: list[str] = []
-
-        async def producer() -> None:
-            await inbox.put(3)  # waits until the consumer pops
-            order.append("put 3")
-
-        async with backend.task_group() as tasks:
-            tasks.start_soon(producer)
-            await backend.sleep_until(backend.current_time() + 0.05)
-            assert order == []
-            assert inbox.pop() == 1
-            order.append("popped 1")
-            await backend.sleep_until(backend.current_time() + 0.05)
-        assert order == ["popped 1", "put 3"]
-        assert [inbox.pop(), inbox.pop()] == [2, 3]
-
-    run(backend_name, main)
-
-
-@pytest.mark.parametrize("backend_name", BACKENDS)
-def test_inbox_close_wakes_a_waiting_consumer_and_keeps_what_was_queued(
-        backend_name: str) -> None:
-    async def main(backend: Backend) -> None:
-        inbox: Inbox[str] = Inbox(backend, 4)
-        woke: list[int] = []
-
-        async def consumer() -> None:
-            await inbox.wait_readable()
-            woke.append(len(inbox))
-            await inbox.wait_readable()  # closed: returns at once, even when drained
-            woke.append(len(inbox))
-
-        async with backend.task_group() as tasks:
-            tasks.start_soon(consumer)
-            await backend.sleep_until(backend.current_time() + 0.02)
-            assert woke == []
-            inbox.close()
-        assert woke == [0, 0]
-        assert inbox.closed
-
-    run(backend_name, main)
-
-
-def test_inbox_rejects_a_zero_size() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
-        Inbox(TRIO, 0)
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)

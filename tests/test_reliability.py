@@ -13,7 +13,6 @@ import time
 
 import pytest
 
-from _s2s_async.common import ClientOptions
 from harness import MODES, Harness, StreamOutcome, harness_for, tone_burst
 from s2s_anyio import run_server
 from s2s_core.audio import to_pcm16
@@ -26,6 +25,7 @@ from s2s_core.errors import (
     S2SError,
 )
 from s2s_core.events import Audio, Ready
+from s2s_core.options import ClientOptions
 from s2s_core.server_session import Fault, FaultPlan
 from s2s_core.setup import Setup
 

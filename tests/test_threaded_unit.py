@@ -77,7 +77,7 @@ def test_no_thread_left_after_any_exit(url: str) -> None:
         for _ in range(10):
             session.send_audio(audio[:3840])
         time.sleep(0.3)
-        assert session.request._inbox.full()
+        assert session.connection.table.saturated
     assert time.monotonic() - started < 10
     assert set(threading.enumerate()) <= before
     assert not readers()
@@ -93,7 +93,7 @@ def test_pacing_feeds_input_while_events_are_consumed(url: str) -> None:
         for event in stream.iter_events():
             if type(event) is Audio:
                 audio_events += 1
-                audio_while_feeding += not stream._feeder.done
+                audio_while_feeding += stream._pump.due is not None
         result = stream.result()
     elapsed = time.monotonic() - started
     assert result.complete

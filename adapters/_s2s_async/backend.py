@@ -42,6 +42,19 @@ class Event(Protocol):
     async def wait(self) -> None: ...
 
 
+class Background(Protocol):
+    """A task that runs apart from the task that started it (a connection's reader).
+
+    It outlives the caller's cancel scopes, so a connection can be closed
+    from any task; ``cancel`` ends it, ``done`` is set once it returned.
+    """
+
+    @property
+    def done(self) -> Event: ...
+
+    def cancel(self) -> None: ...
+
+
 class Backend(Protocol):
     """What an adapter supplies: transport, clock, sleeping, tasks, events."""
 
@@ -70,6 +83,10 @@ class Backend(Protocol):
     def event(self) -> Event: ...
 
     def task_group(self) -> AbstractAsyncContextManager[TaskGroup]: ...
+
+    def start_background(self, fn: Callable[[], Awaitable[None]], name: str) -> Background:
+        """Run ``fn`` in a task of its own (it must not raise: it logs and returns)."""
+        ...
 
     def move_on_at(self, deadline: float) -> AbstractContextManager[CancelScope]: ...
 

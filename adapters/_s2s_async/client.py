@@ -1,49 +1,31 @@
-"""The official SDK's S2S surface (``s2s_realtime``, ``s2s_stream``, ``s2s``), typed."""
+"""The official SDK's S2S surface (``s2s_realtime``, ``s2s_stream``, ``s2s``), typed, async."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
 
-from s2s_core.audio_input import Chunk, InputChunker, Pacer
+from s2s_core.audio_input import InputChunker
+from s2s_core.client_base import ClientBase, SetupLike, StreamInfo
 from s2s_core.errors import InvalidAudio, S2SError
 from s2s_core.events import Audio, ServerEvent
+from s2s_core.feeder import InputFeeder, Step
+from s2s_core.options import TRAILING_SILENCE_S
 from s2s_core.results import S2SResult
 from s2s_core.setup import Setup
 
-from .backend import Backend
-from .common import ClientBase, ClientOptions, MissingCredentials, SetupLike, StreamInfo
-from .session import Connection, Request, Session, open_connection, unwrap_group
+from .backend import Backend, Background
+from .connection import Connection, OpenConnection
+from .request import Request
+from .session import OpenSession
 
-__all__ = ["S2SClient", "S2SStream", "ClientOptions", "MissingCredentials", "connect",
-           "AudioSource", "SetupLike"]
+__all__ = ["S2SClient", "S2SStream", "OpenStream", "AudioSource"]
 
 AudioPiece = bytes | bytearray | memoryview | np.ndarray
 AudioSource = AudioPiece | Iterable[AudioPiece] | AsyncIterable[AudioPiece]
 """Input audio: all at once, or an (async) iterable of chunks."""
-
-
-@asynccontextmanager
-async def connect(backend: Backend, url: str, setup: SetupLike, *, api_key: str | None = None,
-                  token: str | None = None, keep_audio: bool = False,
-                  options: ClientOptions | None = None) -> AsyncIterator[Session]:
-    """Open a connection, send ``setup``, and yield the session."""
-    options = options or ClientOptions()
-    if not isinstance(setup, Setup):
-        setup = Setup.from_mapping(setup)
-    async with open_connection(
-        backend, url, api_key=api_key, token=token, ssl_context=options.ssl_context,
-        extra_headers=options.extra_headers, connect_timeout=options.connect_timeout,
-        ready_timeout=options.ready_timeout, idle_timeout=options.idle_timeout,
-        close_timeout=options.close_timeout, ping_interval=options.ping_interval,
-        ping_timeout=options.ping_timeout, max_message_size=options.max_message_size,
-        queue_size=options.queue_size,
-    ) as conn:
-        request = await conn.start(setup, keep_audio=keep_audio)
-        yield Session(conn, request)
 
 
 class S2SStream(StreamInfo):
@@ -63,22 +45,168 @@ class S2SStream(StreamInfo):
         """The underlying request."""
         return self._request
 
-    async def iter_events(self) -> AsyncIterator[ServerEvent]:
+    def iter_events(self) -> AsyncIterator[ServerEvent]:
         """Every event after ``ready``, until ``EndOfStream`` (included)."""
-        async for event in self._request:
-            if event is not self._request.ready:
-                yield event
+        return _Events(self._request)
 
-    async def iter_audio(self) -> AsyncIterator[bytes]:
+    def iter_audio(self) -> AsyncIterator[bytes]:
         """Output audio bytes, in the setup's output format."""
-        async for event in self._request:
-            if type(event) is Audio:
-                yield event.audio
+        return _AudioBytes(self._request)
 
     async def result(self) -> S2SResult:
         """Consume the rest and return the result (see ``keep_audio``)."""
-        self._request._track.keep_audio = True
+        self._request.handle.keep_audio = True
         return await self._request.result()
+
+
+class _Events:
+    """A request's events after ready (a class: no async generator left to finalize)."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+
+    def __aiter__(self) -> _Events:
+        return self
+
+    async def __anext__(self) -> ServerEvent:
+        request = self._request
+        while True:
+            event = await request.receive()
+            if event is None:
+                raise StopAsyncIteration
+            if event is not request.ready:
+                return event
+
+
+class _AudioBytes:
+    """A request's output audio bytes."""
+
+    __slots__ = ("_request",)
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+
+    def __aiter__(self) -> _AudioBytes:
+        return self
+
+    async def __anext__(self) -> bytes:
+        while True:
+            event = await self._request.receive()
+            if event is None:
+                raise StopAsyncIteration
+            if type(event) is Audio:
+                return event.audio
+
+
+class OpenStream:
+    """``async with client.s2s_stream(...) as stream``: the input flows in the background.
+
+    On entry: connect (unless given a connection), send setup, start sending
+    the input (paced), wait for ready. On exit: stop sending, close.
+    """
+
+    def __init__(self, client: S2SClient, setup: Setup, chunker: InputChunker,
+                 audio: AudioSource, *, pace: float | None, keep_audio: bool,
+                 connection: Connection | None) -> None:
+        if pace is not None and pace <= 0:
+            raise ValueError(f"pace must be > 0 or None, got {pace}")
+        self._client = client
+        self._setup = setup
+        self._chunker = chunker
+        self._audio = audio
+        self._pace = pace
+        self._keep_audio = keep_audio
+        self._given = connection
+        self._conn: Connection | None = None
+        self._feeding: Background | None = None
+
+    async def __aenter__(self) -> S2SStream:
+        conn = self._given
+        if conn is None:
+            conn = self._conn = await self._client.connection().__aenter__()
+        try:
+            request = await conn.start(self._setup, keep_audio=self._keep_audio)
+            backend = conn.backend
+            feeder = InputFeeder(self._chunker, pace=self._pace, now=backend.current_time())
+            self._feeding = backend.start_background(
+                lambda: _feed(request, feeder, self._audio), "s2s-feeder")
+            await request.wait_ready()
+        except BaseException:
+            await self._stop()
+            raise
+        return S2SStream(request)
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stop()
+
+    async def _stop(self) -> None:
+        if self._feeding is not None:
+            self._feeding.cancel()
+            await self._feeding.done.wait()
+        if self._conn is not None:
+            await self._conn.aclose()
+
+
+async def _feed(request: Request, feeder: InputFeeder, audio: AudioSource) -> None:
+    """Send the source as the feeder decides, then end_of_stream; stop if the request ends."""
+    backend = request._conn.backend
+    source = _Source(audio)
+    try:
+        while True:
+            step = feeder.next_step(backend.current_time())
+            kind = step.kind
+            if kind is Step.SEND:
+                await request.send_chunks(step.chunks)
+            elif kind is Step.WAIT:
+                assert step.until is not None
+                await backend.sleep_until(step.until)
+            elif kind is Step.NEED_INPUT:
+                piece = await source.next()
+                if piece is None:
+                    feeder.finish()
+                else:
+                    feeder.feed(piece)
+            else:
+                await request.send_end_of_stream()
+                return
+    except InvalidAudio as exc:
+        await _fail_input(request, exc)
+    except S2SError:
+        pass  # the request already ended; the consumer gets the reason
+    except Exception as exc:
+        error = InvalidAudio(f"the audio source raised {exc!r}")
+        error.__cause__ = exc
+        await _fail_input(request, error)
+
+
+async def _fail_input(request: Request, error: S2SError) -> None:
+    """Bad input fails the request, so its consumer sees it instead of a hang."""
+    conn = request._conn
+    conn.table.fail_input(request.handle, error, now=conn.backend.current_time())
+    conn._after_input()
+    await conn.aclose(1000, "bad input")
+
+
+class _Source:
+    """Pieces from whatever the caller gave: one buffer, an iterable, an async iterable."""
+
+    def __init__(self, audio: AudioSource) -> None:
+        self._sync: Iterator[AudioPiece] | None = None
+        self._async: AsyncIterator[AudioPiece] | None = None
+        if isinstance(audio, (bytes, bytearray, memoryview, np.ndarray)):
+            self._sync = iter((audio,))
+        elif isinstance(audio, AsyncIterable):
+            self._async = aiter(audio)
+        else:
+            self._sync = iter(audio)
+
+    async def next(self) -> AudioPiece | None:
+        if self._sync is not None:
+            return next(self._sync, None)
+        assert self._async is not None
+        return await anext(self._async, None)
 
 
 class S2SClient(ClientBase):
@@ -90,32 +218,22 @@ class S2SClient(ClientBase):
 
     backend: ClassVar[Backend]
 
-    @property
-    def _backend(self) -> Backend:
-        return self.backend
-
-    def s2s_realtime(self, **setup: Any) -> AbstractAsyncContextManager[Session]:
+    def s2s_realtime(self, **setup: Any) -> OpenSession:
         """A session you drive yourself: ``async with client.s2s_realtime(...) as s2s:``."""
-        return connect(self._backend, self.url, Setup.from_mapping(setup),
-                       api_key=self._api_key, token=self._token, options=self.options)
+        return OpenSession(self.backend, self.url, Setup.from_mapping(setup),
+                           api_key=self._api_key, token=self._token, keep_audio=False,
+                           options=self.options)
 
-    def connection(self) -> AbstractAsyncContextManager[Connection]:
+    def connection(self) -> OpenConnection:
         """A bare connection for several requests (``await conn.start(setup)``)."""
-        o = self.options
-        return open_connection(
-            self._backend, self.url, api_key=self._api_key, token=self._token,
-            ssl_context=o.ssl_context, extra_headers=o.extra_headers,
-            connect_timeout=o.connect_timeout, ready_timeout=o.ready_timeout,
-            idle_timeout=o.idle_timeout, close_timeout=o.close_timeout,
-            ping_interval=o.ping_interval, ping_timeout=o.ping_timeout,
-            max_message_size=o.max_message_size, queue_size=o.queue_size)
+        return OpenConnection(self.backend, self.url, api_key=self._api_key, token=self._token,
+                              options=self.options)
 
-    @asynccontextmanager
-    async def s2s_stream(self, setup: SetupLike, audio: AudioSource, *,
-                         sample_rate: int | None = None, pace: float | None = 1.0,
-                         trailing_silence_s: float = 2.0, keep_audio: bool = False,
-                         connection: Connection | None = None) -> AsyncIterator[S2SStream]:
-        """Stream ``audio`` in the background; yield the stream once ready.
+    def s2s_stream(self, setup: SetupLike, audio: AudioSource, *,
+                   sample_rate: int | None = None, pace: float | None = 1.0,
+                   trailing_silence_s: float = TRAILING_SILENCE_S, keep_audio: bool = False,
+                   connection: Connection | None = None) -> OpenStream:
+        """Stream ``audio`` in the background; the stream is yielded once ready.
 
         Args:
             setup: A ``Setup`` or the official SDK's setup dict.
@@ -129,23 +247,21 @@ class S2SClient(ClientBase):
                 default so a long stream does not grow memory; ``result()``
                 then holds the audio not iterated before it).
             connection: Run on this connection instead of opening one.
+
+        Raises:
+            InvalidSetup: The setup is invalid (before anything is sent).
+            ValueError: ``pace`` is not positive.
         """
         if not isinstance(setup, Setup):
             setup = Setup.from_mapping(setup)
         chunker = InputChunker(setup, sample_rate=sample_rate,
                                trailing_silence_s=trailing_silence_s)
-        backend = self._backend
-        if connection is not None:
-            async with _running_stream(backend, connection, setup, chunker, audio,
-                                       pace, keep_audio) as stream:
-                yield stream
-            return
-        async with self.connection() as conn, _running_stream(
-                backend, conn, setup, chunker, audio, pace, keep_audio) as stream:
-            yield stream
+        return OpenStream(self, setup, chunker, audio, pace=pace, keep_audio=keep_audio,
+                          connection=connection)
 
     async def s2s(self, setup: SetupLike, audio: AudioSource, sample_rate: int | None = None,
-                  *, pace: float | None = 1.0, trailing_silence_s: float = 2.0) -> S2SResult:
+                  *, pace: float | None = 1.0,
+                  trailing_silence_s: float = TRAILING_SILENCE_S) -> S2SResult:
         """Translate a whole input and return the whole result.
 
         Raises:
@@ -155,76 +271,3 @@ class S2SClient(ClientBase):
                                    trailing_silence_s=trailing_silence_s,
                                    keep_audio=True) as stream:
             return await stream.result()
-
-
-@asynccontextmanager
-async def _running_stream(backend: Backend, conn: Connection, setup: Setup,
-                          chunker: InputChunker, audio: AudioSource,
-                          pace: float | None, keep_audio: bool) -> AsyncIterator[S2SStream]:
-    request = await conn.start(setup, keep_audio=keep_audio)
-    failure: BaseException | None = None
-    try:
-        async with backend.task_group() as tasks:
-            tasks.start_soon(_feed, backend, request, chunker, audio, pace)
-            try:
-                await request.wait_ready()
-                yield S2SStream(request)
-            finally:
-                tasks.cancel_scope.cancel()
-    except BaseException as exc:
-        failure = unwrap_group(exc, backend.cancelled_class())
-    if failure is not None:
-        raise failure
-
-
-_WRITE_BATCH = 48 * 1024
-
-
-async def _feed(backend: Backend, request: Request, chunker: InputChunker, audio: AudioSource,
-                pace: float | None) -> None:
-    """Send the whole source, paced, then end_of_stream; stop quietly if the request ends."""
-    pacer = Pacer(pace, backend.current_time())
-
-    async def send(chunks: Iterable[Chunk]) -> None:
-        # The chunks that are due go into the core together and out in one write
-        # (up to _WRITE_BATCH): one await per batch, not per chunk.
-        batch: list[bytes | memoryview] = []
-        size = 0
-        for chunk in chunks:
-            due = pacer.due()
-            if due is not None and due > backend.current_time():
-                if batch:
-                    await flush(batch)
-                    size = 0
-                await backend.sleep_until(due)
-            batch.append(chunk.data)
-            pacer.sent(chunk)
-            size += len(chunk.data)
-            if size >= _WRITE_BATCH:
-                await flush(batch)
-                size = 0
-        if batch:
-            await flush(batch)
-
-    async def flush(batch: list[bytes | memoryview]) -> None:
-        request._queue_audio_many(batch)
-        batch.clear()
-        await request._flush("send_audio")
-
-    try:
-        if isinstance(audio, (bytes, bytearray, memoryview, np.ndarray)):
-            await send(chunker.feed(audio))
-        elif isinstance(audio, AsyncIterable):
-            async for piece in audio:
-                await send(chunker.feed(piece))
-        else:
-            for piece in audio:
-                await send(chunker.feed(piece))
-        await send(chunker.finish())
-        await request.send_end_of_stream()
-    except InvalidAudio as exc:
-        # Bad input fails the request here, so the consumer sees it instead of a hang.
-        request._end(exc)
-        await request._conn.aclose(1000, "bad input")
-    except S2SError:
-        pass  # the request already ended; the reader delivers the reason

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import anyio
 import anyio.lowlevel
@@ -72,6 +73,13 @@ class AnyioBackend:
     def task_group(self) -> AbstractAsyncContextManager[Any]:
         return anyio.create_task_group()
 
+    def start_background(self, fn: Callable[[], Awaitable[None]], name: str) -> Any:
+        if not running_on_asyncio():
+            from s2s_trio._backend import BACKEND as TRIO  # anyio's other backend is trio
+
+            return TRIO.start_background(fn, name)
+        return AsyncioBackground(fn, name)
+
     @contextmanager
     def move_on_at(self, deadline: float) -> Iterator[Any]:
         with anyio.CancelScope(deadline=deadline) as scope:
@@ -84,6 +92,29 @@ class AnyioBackend:
 
     def cancelled_class(self) -> type[BaseException]:
         return anyio.get_cancelled_exc_class()
+
+
+class AsyncioBackground:
+    """A plain asyncio task: no task group ties it to the task that started it."""
+
+    _running: ClassVar[set[asyncio.Task[None]]] = set()  # the loop keeps only weak references
+
+    def __init__(self, fn: Callable[[], Awaitable[None]], name: str) -> None:
+        self.done = anyio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(fn), name=name)
+        self._running.add(self._task)
+        self._task.add_done_callback(self._running.discard)
+
+    async def _run(self, fn: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await fn()
+        except Exception:
+            logging.getLogger("s2s_anyio").exception("background task failed")
+        finally:
+            self.done.set()
+
+    def cancel(self) -> None:
+        self._task.cancel()
 
 
 def running_on_asyncio() -> bool:

@@ -18,8 +18,8 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from _s2s_async.client import S2SClient as AsyncClient
-from _s2s_async.common import ClientOptions
 from s2s_core.events import Audio, EndOfStream, ServerEvent, Text, UnknownMessage
+from s2s_core.options import ClientOptions
 from s2s_core.setup import Setup
 from s2s_core.urls import S2S_ROUTE
 

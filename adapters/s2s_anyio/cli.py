@@ -24,7 +24,6 @@ from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
-from _s2s_async.common import MissingCredentials
 from s2s_core.errors import (
     ConnectError,
     ConnectionClosedError,
@@ -33,6 +32,7 @@ from s2s_core.errors import (
     InternalServerError,
     InvalidAudio,
     InvalidSetup,
+    MissingCredentials,
     PolicyViolation,
     RemoteProtocolError,
     S2SError,

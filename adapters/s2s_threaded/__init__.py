@@ -14,13 +14,15 @@ Example:
 
 from __future__ import annotations
 
-from _s2s_async.common import ClientOptions, MissingCredentials
+from s2s_core.errors import MissingCredentials
+from s2s_core.options import ClientOptions
 from s2s_core.results import S2SResult, TextWithTimestamps
 from s2s_core.setup import Setup
 
-from ._connection import Connection, Session, open_connection
-from ._request import Request
-from .client import S2SClient, S2SStream, connect
+from .client import S2SClient, S2SStream, connect, open_connection
+from .connection import Connection
+from .request import Request
+from .session import Session
 
 __all__ = [
     "connect",

@@ -3,49 +3,36 @@
 from __future__ import annotations
 
 import math
-import ssl
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, Unpack
 
 import numpy as np
 
-from _s2s_async.common import ClientBase, ClientOptions, SetupLike, StreamInfo
-from s2s_core.audio_input import Chunk, InputChunker, Pacer
-from s2s_core.errors import S2SError
+from s2s_core.audio_input import InputChunker
+from s2s_core.client_base import ClientBase, SetupLike, StreamInfo
+from s2s_core.errors import InvalidAudio, S2SError
 from s2s_core.events import Audio, ServerEvent
+from s2s_core.feeder import InputFeeder, Step
+from s2s_core.options import TRAILING_SILENCE_S, ClientOptions, OptionKwargs
 from s2s_core.results import S2SResult
 from s2s_core.setup import Setup
 
-from ._connection import Connection, Session, open_connection
-from ._request import Request, _Signal
+from .connection import Connection, OpenConnection
+from .request import TIMEOUT, Request
+from .session import OpenSession
 
-__all__ = ["S2SClient", "S2SStream", "connect", "AudioSource", "SetupLike"]
+__all__ = ["S2SClient", "S2SStream", "OpenStream", "connect", "open_connection",
+           "AudioSource"]
 
 AudioPiece = bytes | bytearray | memoryview | np.ndarray
 AudioSource = AudioPiece | Iterable[AudioPiece]
 """Input audio: all at once, or an iterable of chunks."""
 
 
-def connect(
-    url: str,
-    setup: SetupLike,
-    *,
-    api_key: str | None = None,
-    token: str | None = None,
-    ssl_context: ssl.SSLContext | None = None,
-    extra_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
-    connect_timeout: float | None = 10.0,
-    ready_timeout: float | None = 15.0,
-    idle_timeout: float | None = 60.0,
-    close_timeout: float | None = 5.0,
-    ping_interval: float | None = 20.0,
-    ping_timeout: float | None = 20.0,
-    max_message_size: int | None = 16 * 2**20,
-    queue_size: int = 256,
-    keep_audio: bool = False,
-) -> AbstractContextManager[Session]:
+def connect(url: str, setup: SetupLike, *, api_key: str | None = None,
+            token: str | None = None, keep_audio: bool = False,
+            options: ClientOptions | None = None, **kwargs: Unpack[OptionKwargs]) -> OpenSession:
     """Open a session: connect, send ``setup``; close when the block exits.
 
     Args:
@@ -53,110 +40,81 @@ def connect(
         setup: A ``Setup`` or a dict of its fields.
         api_key: Sent as ``x-api-key``.
         token: Single-use token, sent as ``?token=``.
-        ssl_context: Trust a custom CA (verification is always on).
-        extra_headers: More upgrade headers.
-        connect_timeout: TCP + TLS + upgrade (``ConnectTimeout``).
-        ready_timeout: Setup to ready (``ReadyTimeout``).
-        idle_timeout: Silence while a request is live (``IdleTimeout``).
-        close_timeout: Closing handshake (``CloseTimeout``).
-        ping_interval: Keepalive pings (None: off).
-        ping_timeout: Pong wait (``KeepaliveTimeout``).
-        max_message_size: Largest message accepted (``MessageTooBig``).
-        queue_size: Events buffered before reading pauses (backpressure).
         keep_audio: Keep output audio for ``result()``.
+        options: Every connection setting (``ClientOptions``).
+        **kwargs: Any ``ClientOptions`` field, replacing ``options``'
+            (``connect_timeout=``, ``idle_timeout=``, ``queue_size=``...).
     """
-    options = ClientOptions(ssl_context=ssl_context, extra_headers=extra_headers,
-                            connect_timeout=connect_timeout, ready_timeout=ready_timeout,
-                            idle_timeout=idle_timeout, close_timeout=close_timeout,
-                            ping_interval=ping_interval, ping_timeout=ping_timeout,
-                            max_message_size=max_message_size, queue_size=queue_size)
-    return _session(url, setup, api_key=api_key, token=token, keep_audio=keep_audio,
-                    options=options)
+    return OpenSession(url, setup, api_key=api_key, token=token, keep_audio=keep_audio,
+                       options=ClientOptions.from_kwargs(options, **kwargs))
 
 
-def _open(url: str, api_key: str | None, token: str | None,
-          o: ClientOptions) -> AbstractContextManager[Connection]:
-    return open_connection(
-        url, api_key=api_key, token=token, ssl_context=o.ssl_context,
-        extra_headers=o.extra_headers, connect_timeout=o.connect_timeout,
-        ready_timeout=o.ready_timeout, idle_timeout=o.idle_timeout,
-        close_timeout=o.close_timeout, ping_interval=o.ping_interval,
-        ping_timeout=o.ping_timeout, max_message_size=o.max_message_size,
-        queue_size=o.queue_size)
+def open_connection(url: str, *, api_key: str | None = None, token: str | None = None,
+                    options: ClientOptions | None = None,
+                    **kwargs: Unpack[OptionKwargs]) -> OpenConnection:
+    """Open a bare connection for several requests (``conn.start(setup)``); close on exit.
+
+    Arguments as for ``connect``.
+    """
+    return OpenConnection(url, api_key=api_key, token=token,
+                          options=ClientOptions.from_kwargs(options, **kwargs))
 
 
-@contextmanager
-def _session(url: str, setup: SetupLike, *, api_key: str | None, token: str | None,
-             keep_audio: bool, options: ClientOptions) -> Iterator[Session]:
-    if not isinstance(setup, Setup):
-        setup = Setup.from_mapping(setup)
-    with _open(url, api_key, token, options) as conn:
-        request = conn.start(setup, keep_audio=keep_audio)
-        yield Session(conn, request)
+class _InputPump:
+    """Sends a stream's input as the core's feeder decides, from the consuming thread."""
 
-
-_WRITE_BATCH = 48 * 1024
-
-
-class _Feeder:
-    """Sends a stream's input, paced, from whichever thread consumes the stream."""
-
-    def __init__(self, request: Request, chunker: InputChunker, audio: AudioSource,
-                 pacer: Pacer) -> None:
+    def __init__(self, request: Request, feeder: InputFeeder, audio: AudioSource) -> None:
         self._request = request
-        self._chunks = _chunks(chunker, audio)
-        self._pacer = pacer
-        self.done = False
+        self._feeder = feeder
+        if isinstance(audio, (bytes, bytearray, memoryview, np.ndarray)):
+            self._source: Iterator[AudioPiece] = iter((audio,))
+        else:
+            self._source = iter(audio)
+        self.due: float | None = -math.inf
+        """When the pump must run next (-inf: now; None: all input sent)."""
 
-    def due(self) -> float | None:
-        """When the next chunk is due (-inf: now; None: everything is sent)."""
-        if self.done:
-            return None
-        due = self._pacer.due()
-        return -math.inf if due is None else due
-
-    def send_next(self) -> None:
-        """Send every chunk now due (one write, up to _WRITE_BATCH), or end_of_stream."""
-        request = self._request
-        pacer = self._pacer
+    def run(self) -> None:
+        """Send what is due now (one write at most), then say when to run next."""
+        request, feeder = self._request, self._feeder
         try:
-            with request._consumer_writing():
-                batch: list[bytes | memoryview] = []
-                queued = 0
-                while queued < _WRITE_BATCH:
-                    due = pacer.due()
-                    if queued and due is not None and due > time.monotonic():
-                        break
-                    chunk = next(self._chunks, None)
-                    if chunk is None:
-                        if batch:
-                            request._queue_audio_many(batch)
-                            request._conn.flush()
-                        self.done = True
-                        request.send_end_of_stream()
+            with request.consumer_writing():
+                while True:
+                    step = feeder.next_step(time.monotonic())
+                    kind = step.kind
+                    if kind is Step.SEND:
+                        request.send_chunks(step.chunks)
+                        self.due = -math.inf  # more may be due: after a look at the events
                         return
-                    batch.append(chunk.data)
-                    pacer.sent(chunk)
-                    queued += len(chunk.data)
-                request._queue_audio_many(batch)
-                request._conn.flush()
-        except S2SError as exc:
-            # A failed request already holds its reason; a bad input fails it
-            # here, so the consumer gets it (with the partial result).
-            self.done = True
-            request._input_failed(exc)
-        except BaseException:
-            self.done = True
-            raise
+                    if kind is Step.NEED_INPUT:
+                        piece = next(self._source, None)
+                        if piece is None:
+                            feeder.finish()
+                        else:
+                            feeder.feed(piece)
+                        continue
+                    if kind is Step.WAIT:
+                        self.due = step.until
+                        return
+                    if kind is Step.END_OF_STREAM:
+                        request.send_end_of_stream()
+                    self.due = None
+                    return
+        except InvalidAudio as exc:
+            self._fail(exc)
+        except S2SError:
+            self.due = None  # the request already ended; the consumer gets the reason
+        except Exception as exc:
+            error = InvalidAudio(f"the audio source raised {exc!r}")
+            error.__cause__ = exc
+            self._fail(error)
 
-
-def _chunks(chunker: InputChunker, audio: AudioSource) -> Iterator[Chunk]:
-    if isinstance(audio, (bytes, bytearray, memoryview, np.ndarray)):
-        yield from chunker.feed(audio)
-    else:
-        for piece in audio:
-            yield from chunker.feed(piece)
-    yield from chunker.finish()
+    def _fail(self, error: S2SError) -> None:
+        """Bad input fails the request, so its consumer sees it (with the partial result)."""
+        self.due = None
+        conn = self._request._conn
+        with conn._lock:
+            conn.table.fail_input(self._request.handle, error, now=time.monotonic())
+        conn.close(1000, "bad input")
 
 
 class S2SStream(StreamInfo):
@@ -175,9 +133,9 @@ class S2SStream(StreamInfo):
 
     _request: Request
 
-    def __init__(self, request: Request, feeder: _Feeder) -> None:
+    def __init__(self, request: Request, pump: _InputPump) -> None:
         self._request = request
-        self._feeder = feeder
+        self._pump = pump
 
     @property
     def request(self) -> Request:
@@ -198,24 +156,61 @@ class S2SStream(StreamInfo):
 
     def result(self) -> S2SResult:
         """Consume the rest and return the result (see ``keep_audio``)."""
-        self._request._track.keep_audio = True
+        self._request.handle.keep_audio = True
         while self._next() is not None:
             pass
-        return self._request.collector.result()
+        return self._request.handle.result()
 
     def _next(self) -> ServerEvent | None:
         """The next event, sending every chunk that falls due meanwhile."""
+        pump = self._pump
         while True:
-            event = self._request._receive_until(self._feeder.due())
-            if event is not _Signal.TIMEOUT:
+            event = self._request.receive_until(pump.due)
+            if event is not TIMEOUT:
                 return event
-            self._feeder.send_next()
+            pump.run()
 
     def _wait_ready(self) -> None:
-        request = self._request
-        while not request._wait_ready_until(self._feeder.due()):
-            self._feeder.send_next()
-        request.wait_ready()
+        request, pump = self._request, self._pump
+        while not request.wait_ready_until(pump.due):
+            pump.run()
+
+
+class OpenStream:
+    """``with client.s2s_stream(...) as stream``: connect (unless given), setup, ready."""
+
+    def __init__(self, client: S2SClient, setup: Setup, chunker: InputChunker,
+                 audio: AudioSource, *, pace: float | None, keep_audio: bool,
+                 connection: Connection | None) -> None:
+        if pace is not None and pace <= 0:
+            raise ValueError(f"pace must be > 0 or None, got {pace}")
+        self._client = client
+        self._setup = setup
+        self._chunker = chunker
+        self._audio = audio
+        self._pace = pace
+        self._keep_audio = keep_audio
+        self._given = connection
+        self._open: OpenConnection | None = None
+
+    def __enter__(self) -> S2SStream:
+        conn = self._given
+        if conn is None:
+            self._open = self._client.connection()
+            conn = self._open.__enter__()
+        try:
+            request = conn.start(self._setup, keep_audio=self._keep_audio)
+            feeder = InputFeeder(self._chunker, pace=self._pace, now=time.monotonic())
+            stream = S2SStream(request, _InputPump(request, feeder, self._audio))
+            stream._wait_ready()
+        except BaseException as exc:
+            self.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        return stream
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if self._open is not None:
+            self._open.__exit__(exc_type, *exc_info)
 
 
 class S2SClient(ClientBase):
@@ -225,21 +220,21 @@ class S2SClient(ClientBase):
     token, ssl_context, options).
     """
 
-    def s2s_realtime(self, **setup: Any) -> AbstractContextManager[Session]:
+    def s2s_realtime(self, **setup: Any) -> OpenSession:
         """A session you drive yourself: ``with client.s2s_realtime(...) as s2s:``."""
-        return _session(self.url, Setup.from_mapping(setup), api_key=self._api_key,
-                        token=self._token, keep_audio=False, options=self.options)
+        return OpenSession(self.url, Setup.from_mapping(setup), api_key=self._api_key,
+                           token=self._token, keep_audio=False, options=self.options)
 
-    def connection(self) -> AbstractContextManager[Connection]:
+    def connection(self) -> OpenConnection:
         """A bare connection for several requests (``conn.start(setup)``)."""
-        return _open(self.url, self._api_key, self._token, self.options)
+        return OpenConnection(self.url, api_key=self._api_key, token=self._token,
+                              options=self.options)
 
-    @contextmanager
     def s2s_stream(self, setup: SetupLike, audio: AudioSource, *,
                    sample_rate: int | None = None, pace: float | None = 1.0,
-                   trailing_silence_s: float = 2.0, keep_audio: bool = False,
-                   connection: Connection | None = None) -> Iterator[S2SStream]:
-        """Start a request fed from ``audio``; yield the stream once ready.
+                   trailing_silence_s: float = TRAILING_SILENCE_S, keep_audio: bool = False,
+                   connection: Connection | None = None) -> OpenStream:
+        """Start a request fed from ``audio``; the stream is yielded once ready.
 
         The input is sent while you iterate the stream (see ``S2SStream``).
 
@@ -255,20 +250,21 @@ class S2SClient(ClientBase):
                 default so a long stream does not grow memory; ``result()``
                 then holds the audio not iterated before it).
             connection: Run on this connection instead of opening one.
+
+        Raises:
+            InvalidSetup: The setup is invalid (before anything is sent).
+            ValueError: ``pace`` is not positive.
         """
         if not isinstance(setup, Setup):
             setup = Setup.from_mapping(setup)
         chunker = InputChunker(setup, sample_rate=sample_rate,
                                trailing_silence_s=trailing_silence_s)
-        pacer = Pacer(pace, 0.0)  # validates pace before we connect
-        if connection is not None:
-            yield _start_stream(connection, setup, chunker, audio, pacer, keep_audio)
-            return
-        with self.connection() as conn:
-            yield _start_stream(conn, setup, chunker, audio, pacer, keep_audio)
+        return OpenStream(self, setup, chunker, audio, pace=pace, keep_audio=keep_audio,
+                          connection=connection)
 
     def s2s(self, setup: SetupLike, audio: AudioSource, sample_rate: int | None = None,
-            *, pace: float | None = 1.0, trailing_silence_s: float = 2.0) -> S2SResult:
+            *, pace: float | None = 1.0,
+            trailing_silence_s: float = TRAILING_SILENCE_S) -> S2SResult:
         """Translate a whole input and return the whole result.
 
         Raises:
@@ -277,12 +273,3 @@ class S2SClient(ClientBase):
         with self.s2s_stream(setup, audio, sample_rate=sample_rate, pace=pace,
                              trailing_silence_s=trailing_silence_s, keep_audio=True) as stream:
             return stream.result()
-
-
-def _start_stream(conn: Connection, setup: Setup, chunker: InputChunker, audio: AudioSource,
-                  pacer: Pacer, keep_audio: bool) -> S2SStream:
-    request = conn.start(setup, keep_audio=keep_audio)
-    pacer.start = time.monotonic()
-    stream = S2SStream(request, _Feeder(request, chunker, audio, pacer))
-    stream._wait_ready()
-    return stream

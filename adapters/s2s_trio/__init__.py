@@ -13,8 +13,11 @@ from __future__ import annotations
 from _s2s_async import client as _client
 from _s2s_async.api import bind
 from _s2s_async.client import S2SStream
-from _s2s_async.common import ClientOptions, MissingCredentials
-from _s2s_async.session import Connection, Request, Session
+from _s2s_async.connection import Connection
+from _s2s_async.request import Request
+from _s2s_async.session import Session
+from s2s_core.errors import MissingCredentials
+from s2s_core.options import ClientOptions
 from s2s_core.results import S2SResult, TextWithTimestamps
 from s2s_core.setup import Setup
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Any
 
@@ -57,6 +58,9 @@ class TrioBackend:
     def task_group(self) -> AbstractAsyncContextManager[Any]:
         return trio.open_nursery()
 
+    def start_background(self, fn: Callable[[], Awaitable[None]], name: str) -> TrioBackground:
+        return TrioBackground(fn, name)
+
     @contextmanager
     def move_on_at(self, deadline: float) -> Iterator[Any]:
         with trio.move_on_at(deadline) as scope:
@@ -69,6 +73,28 @@ class TrioBackend:
 
     def cancelled_class(self) -> type[BaseException]:
         return trio.Cancelled
+
+
+class TrioBackground:
+    """A trio system task: outside every caller's nursery, so any task may end it."""
+
+    def __init__(self, fn: Callable[[], Awaitable[None]], name: str) -> None:
+        self.done = trio.Event()
+        self._scope = trio.CancelScope()
+        trio.lowlevel.spawn_system_task(self._run, fn, name=name)
+
+    async def _run(self, fn: Callable[[], Awaitable[None]]) -> None:
+        try:
+            with self._scope:
+                await fn()
+        except Exception:
+            # A system task's exception would crash the whole run (TrioInternalError).
+            logging.getLogger("s2s_trio").exception("background task failed")
+        finally:
+            self.done.set()
+
+    def cancel(self) -> None:
+        self._scope.cancel()
 
 
 BACKEND = TrioBackend()

@@ -6,23 +6,22 @@ import socket
 import ssl
 import time
 
-from s2s_core.connection import ClientConnection, ConnectionState
-from s2s_core.errors import ConnectError, ConnectionClosedError, ConnectTimeout
-from s2s_core.events import ErrorMessage
-from s2s_core.results import error_from_event
+from s2s_core.connection import ConnectionState
+from s2s_core.errors import ConnectError, ConnectTimeout
+from s2s_core.options import LAST_WORDS_S, READ_SIZE
+from s2s_core.request_table import RequestTable
 from s2s_core.urls import WebSocketTarget
 
-__all__ = ["READ_SIZE", "connect_websocket"]
-
-READ_SIZE = 256 * 1024
+__all__ = ["connect_websocket"]
 
 
-def connect_websocket(core: ClientConnection, target: WebSocketTarget,
+def connect_websocket(table: RequestTable, target: WebSocketTarget,
                       ssl_context: ssl.SSLContext | None,
                       connect_timeout: float | None) -> socket.socket:
     """Open ``target`` and run ``core``'s upgrade; return the socket in blocking mode.
 
-    A transport failure during the upgrade becomes the core's close error.
+    The core is ``table.connection``; a transport failure during the upgrade
+    becomes its close error.
 
     Raises:
         ConnectError: The socket or TLS could not be opened (refused,
@@ -40,7 +39,7 @@ def connect_websocket(core: ClientConnection, target: WebSocketTarget,
             if ssl_context is not None:
                 sock.settimeout(_left(deadline))
                 sock = ssl_context.wrap_socket(sock, server_hostname=target.host)
-            _upgrade(core, sock, deadline)
+            _upgrade(table, sock, deadline)
         except BaseException:
             sock.close()
             raise
@@ -49,20 +48,19 @@ def connect_websocket(core: ClientConnection, target: WebSocketTarget,
                              f"{connect_timeout} s") from exc
     except OSError as exc:  # ssl.SSLError is an OSError too
         raise ConnectError(f"cannot connect to {target.host_header}: {exc}") from exc
-    closed = core.closed_event
+    closed = table.closed
     if closed is not None:
+        _last_words(table, sock)
         sock.close()
         # An auth failure (error 1008, then a close) can come with the upgrade.
-        refusals = [e for e in core.events_received() if isinstance(e, ErrorMessage)]
-        if refusals:
-            raise error_from_event(refusals[0])
-        raise closed.error or ConnectionClosedError(closed.code, closed.reason)
+        raise table.close_error(closed)
     # Timeouts are per-socket state; once other threads share it, it must block.
     sock.settimeout(None)
     return sock
 
 
-def _upgrade(core: ClientConnection, sock: socket.socket, deadline: float | None) -> None:
+def _upgrade(table: RequestTable, sock: socket.socket, deadline: float | None) -> None:
+    core = table.connection
     try:
         sock.settimeout(_left(deadline))
         sock.sendall(core.data_to_send())
@@ -70,13 +68,25 @@ def _upgrade(core: ClientConnection, sock: socket.socket, deadline: float | None
             sock.settimeout(_left(deadline))
             data = sock.recv(READ_SIZE)
             if data:
-                core.receive_data(data, now=time.monotonic())
+                table.receive_data(data, now=time.monotonic())
             else:
-                core.receive_eof(now=time.monotonic())
+                table.receive_eof(now=time.monotonic())
     except TimeoutError:
         raise
     except OSError as exc:
-        core.transport_failed(exc, now=time.monotonic())
+        table.transport_failed(exc, now=time.monotonic())
+
+
+def _last_words(table: RequestTable, sock: socket.socket) -> None:
+    """The close echo of a close that came with the upgrade (RFC 6455 5.5.1)."""
+    data = table.connection.data_to_send()
+    if not data:
+        return
+    try:
+        sock.settimeout(LAST_WORDS_S)
+        sock.sendall(data)
+    except OSError:
+        pass  # the peer is gone: nothing more to say
 
 
 def _left(deadline: float | None) -> float | None:

@@ -1,43 +1,24 @@
-"""Client pieces with no event loop in them, shared by every adapter (threaded too)."""
+"""The face every adapter's client shares: credentials, endpoint, options, stream info."""
 
 from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Generic, Protocol, TypeVar
 
-from s2s_core.errors import S2SError
-from s2s_core.events import Ready
-from s2s_core.results import TextWithTimestamps
-from s2s_core.setup import Setup
-from s2s_core.urls import DEFAULT_BASE_URL, s2s_url
+from .errors import MissingCredentials
+from .events import Ready
+from .options import ClientOptions
+from .results import TextWithTimestamps
+from .setup import Setup
+from .urls import DEFAULT_BASE_URL, s2s_url
 
-__all__ = ["ClientOptions", "MissingCredentials", "ClientBase", "StreamInfo", "SessionBase",
-           "SetupLike"]
+__all__ = ["ClientBase", "StreamInfo", "SessionBase", "SetupLike"]
 
 SetupLike = Setup | Mapping[str, Any]
-
-
-class MissingCredentials(S2SError, ValueError):
-    """Neither an API key nor a token was given (nor GRADIUM_API_KEY set)."""
-
-
-@dataclass(frozen=True)
-class ClientOptions:
-    """Connection settings shared by every call of a client."""
-
-    ssl_context: ssl.SSLContext | None = None
-    extra_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None
-    connect_timeout: float | None = 10.0
-    ready_timeout: float | None = 15.0
-    idle_timeout: float | None = 60.0
-    close_timeout: float | None = 5.0
-    ping_interval: float | None = 20.0
-    ping_timeout: float | None = 20.0
-    max_message_size: int | None = 16 * 2**20
-    queue_size: int = 256
+"""A ``Setup`` or the official SDK's setup dict."""
 
 
 class ClientBase:

@@ -1,0 +1,368 @@
+"""A connection over any ``Backend`` (anyio or trio): bytes, timers, wake-ups.
+
+A ``Connection`` owns the transport and a ``RequestTable`` (the core's
+requests layer over a ``ClientConnection``). Three background tasks, apart
+from the caller's task so any task may close it, move bytes and time into
+the table: a reader, a timer sleeping until the core's next deadline, and a
+writer for what they produce (pongs, close echoes). Nothing here knows the
+protocol or the requests: the core does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+from s2s_core.connection import ClientConnection, ConnectionState
+from s2s_core.errors import ConnectError, ConnectionClosedError, ConnectTimeout, S2SError
+from s2s_core.options import LAST_WORDS_S, READ_SIZE, ClientOptions
+from s2s_core.request_table import RequestHandle, RequestTable
+from s2s_core.setup import Setup
+from s2s_core.urls import parse_ws_url
+
+from .backend import Backend, Background, Event
+from .primitives import Mutex
+from .request import Request
+
+__all__ = ["Connection", "OpenConnection"]
+
+_CLOSED = ConnectionState.CLOSED
+
+
+class Connection:
+    """One WebSocket to the S2S endpoint and the requests running on it.
+
+    Any task may call any method; ``aclose`` (or leaving ``async with``)
+    may run in a task other than the one that opened it.
+    """
+
+    def __init__(self, backend: Backend, stream: Any, table: RequestTable) -> None:
+        self.backend = backend
+        self.table = table
+        self.core = table.connection
+        self._stream = stream
+        self._write_lock = Mutex(backend)
+        self._timer_wakeup = backend.event()
+        self._write_wakeup = backend.event()
+        self._room: Event | None = None
+        self._tasks: list[Background] = []
+        self._transport_closed = False
+        self._write_failed = False
+        self.closed = backend.event()
+        """Set once the core has ended the connection (``closed_event`` is its reason)."""
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.core!r}>"
+
+    @property
+    def closed_event(self) -> Any:
+        """The core's ``Closed`` event, once the connection ended."""
+        return self.table.closed
+
+    def _run(self) -> None:
+        backend = self.backend
+        self._tasks = [backend.start_background(self._reader, "s2s-reader"),
+                       backend.start_background(self._timer, "s2s-timer"),
+                       backend.start_background(self._writer, "s2s-writer")]
+
+    # -- requests --
+
+    async def start(self, setup: Setup | Mapping[str, Any], *, keep_audio: bool = True) -> Request:
+        """Start a request on this connection (several need distinct client_req_ids).
+
+        Raises:
+            S2SError: The connection already ended (with the reason it ended).
+        """
+        handle = self.table.start(setup, keep_audio=keep_audio, now=self.backend.current_time())
+        self._wake_timer()  # its ready deadline may be earlier than the timer's
+        request = Request(self, handle)
+        await self.flush_for(handle, "start")
+        return request
+
+    async def send_end_of_stream(self) -> None:
+        """Send the unscoped end_of_stream that asks the server to close a reused socket."""
+        self.core.send_end_of_stream(None, now=self.backend.current_time())
+        await self.flush()
+
+    # -- bytes out --
+
+    async def flush(self) -> None:
+        """Write whatever the core has to send (the caller waits: backpressure).
+
+        Raises:
+            ConnectionClosedError: The transport failed.
+        """
+        if not self.core.has_data_to_send:
+            return
+        async with self._write_lock:
+            await self._write_pending()
+        if self._write_failed:
+            raise ConnectionClosedError(1006, "", "write failed")
+
+    async def flush_for(self, handle: RequestHandle, what: str) -> None:
+        """``flush`` for a request's send: a failed write raises the request's real reason.
+
+        Raises:
+            S2SError: Why the request failed (the peer's error, usually).
+        """
+        try:
+            await self.flush()
+        except ConnectionClosedError:
+            # The reader may still drain what explains the failure (the core
+            # bounds that wait); raise that, not the symptom.
+            await self.closed.wait()
+            handle.check_send(what)
+            raise
+
+    async def _write_pending(self) -> None:
+        """Send the core's outbox; call with the write lock held."""
+        backend, core = self.backend, self.core
+        while True:
+            data = core.data_to_send()
+            if not data:
+                return
+            if self._write_failed or self._transport_closed:
+                continue  # nowhere to go
+            try:
+                await backend.send_all(self._stream, data)
+            except backend.cancelled_class():
+                # A write cut short leaves the stream in an unknown state.
+                self.table.transport_failed(ConnectionAbortedError("write cancelled"),
+                                            now=backend.current_time())
+                self._after_input()
+                raise
+            except backend.transport_errors as exc:
+                self._write_failed = True
+                core.write_failed(exc, now=backend.current_time())
+                self._wake_timer()
+
+    async def _writer(self) -> None:
+        """Send what the reader and timer produce (pongs, close echoes), so they never block."""
+        while not self._transport_closed:
+            await self._write_wakeup.wait()
+            self._write_wakeup = self.backend.event()
+            async with self._write_lock:
+                await self._write_pending()
+
+    # -- bytes and time in --
+
+    async def _reader(self) -> None:
+        """Read and feed the table until the connection is closed."""
+        backend, table, core = self.backend, self.table, self.core
+        try:
+            while core.state is not _CLOSED:
+                if table.saturated:
+                    await self._wait_for_room()
+                    continue
+                try:
+                    data = await backend.receive_some(self._stream, READ_SIZE)
+                except backend.transport_errors as exc:
+                    table.transport_failed(exc, now=backend.current_time())
+                else:
+                    if data:
+                        table.receive_data(data, now=backend.current_time())
+                    else:
+                        table.receive_eof(now=backend.current_time())
+                self._after_input()
+        finally:
+            if core.state is not _CLOSED:
+                # Cancelled: the socket goes now, no handshake.
+                table.transport_failed(ConnectionAbortedError("reader cancelled"),
+                                       now=backend.current_time())
+                self._after_input()
+            with backend.cancel_shielded():
+                await self._close_transport()
+
+    async def _wait_for_room(self) -> None:
+        """A consumer is behind: stop reading (backpressure) until its queue drains."""
+        backend, table, core = self.backend, self.table, self.core
+        core.pause_reading(now=backend.current_time())
+        self._wake_timer()
+        while table.saturated and core.state is not _CLOSED:
+            room = self._room = backend.event()
+            await room.wait()
+        core.resume_reading(now=backend.current_time())
+        self._wake_timer()
+
+    def consumer_took(self) -> None:
+        """A consumer took events: reading may resume."""
+        room = self._room
+        if room is not None and not self.table.saturated:
+            self._room = None
+            room.set()
+
+    async def _timer(self) -> None:
+        """Run the core's timers at its deadlines."""
+        backend, table, core = self.backend, self.table, self.core
+        while core.state is not _CLOSED:
+            deadline = core.next_deadline()
+            with backend.move_on_at(math.inf if deadline is None else deadline):
+                await self._timer_wakeup.wait()
+            if self._timer_wakeup.is_set():
+                self._timer_wakeup = backend.event()
+            table.handle_timer(backend.current_time())
+            self._after_input()
+
+    def _wake_timer(self) -> None:
+        self._timer_wakeup.set()
+
+    def _after_input(self) -> None:
+        """Drain the table's outputs: bytes to the writer, wake-ups to waiters."""
+        if self.core.has_data_to_send:
+            self._write_wakeup.set()
+        for handle in self.table.handles_to_wake():
+            waker = handle.waker
+            if waker is not None:
+                handle.waker = None
+                waker.set()
+        if self.table.closed is not None and not self.closed.is_set():
+            self.closed.set()
+            self._wake_timer()
+            self.consumer_took()  # a paused reader sees the end
+
+    # -- closing --
+
+    async def _close_transport(self) -> None:
+        if self._transport_closed:
+            return
+        backend = self.backend
+        if self.core.has_data_to_send:
+            # Last words (a close echo) go out before the socket closes.
+            with backend.move_on_at(backend.current_time() + LAST_WORDS_S):
+                async with self._write_lock:
+                    await self._write_pending()
+        self._transport_closed = True
+        self._write_wakeup.set()
+        await backend.aclose_forcefully(self._stream)
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        """Close the WebSocket (closing handshake, bounded by the close timeout).
+
+        Callable from any task, any number of times.
+        """
+        backend, core = self.backend, self.core
+        with backend.cancel_shielded():
+            if core.state is not _CLOSED:
+                self.table.close(code, reason, now=backend.current_time())
+                self._after_input()
+                self._wake_timer()
+                self.consumer_took()  # nobody consumes any more: no backpressure
+                with contextlib.suppress(ConnectionClosedError):
+                    await self.flush()  # on failure the reader reports how it ended
+                # The core's close deadline ends this wait (the timer runs it).
+                deadline = core.next_deadline()
+                bound = math.inf if deadline is None else deadline + LAST_WORDS_S
+                with backend.move_on_at(bound):
+                    await self.closed.wait()
+            await self._close_transport()
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                await task.done.wait()
+
+
+class OpenConnection:
+    """``async with open_connection(...) as conn``: connect on entry, close on exit.
+
+    The exit (or ``conn.aclose()``) may happen in another task than the entry.
+    """
+
+    def __init__(self, backend: Backend, url: str, *, api_key: str | None, token: str | None,
+                 options: ClientOptions) -> None:
+        self._backend = backend
+        self._url = url
+        self._api_key = api_key
+        self._token = token
+        self._options = options
+        self._conn: Connection | None = None
+
+    async def __aenter__(self) -> Connection:
+        self._conn = await _connect(self._backend, self._url, api_key=self._api_key,
+                                    token=self._token, options=self._options)
+        return self._conn
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._conn is not None:
+            await self._conn.aclose()
+
+
+async def _connect(backend: Backend, url: str, *, api_key: str | None, token: str | None,
+                   options: ClientOptions) -> Connection:
+    """TCP, TLS, the upgrade, within ``connect_timeout``; then the tasks start.
+
+    Raises:
+        ConnectError: The socket or TLS could not be opened.
+        ConnectTimeout: It took more than ``connect_timeout``.
+        HandshakeRejected: The server refused the upgrade.
+        ServerError: The server refused the credentials (error, then close).
+        ConnectionClosedError: The connection ended during the upgrade.
+    """
+    target = parse_ws_url(url, token=token)
+    ssl_context = options.ssl_context
+    if target.secure and ssl_context is None:
+        ssl_context = ssl.create_default_context()
+    now = backend.current_time()
+    core = ClientConnection(url, api_key=api_key, token=token, now=now,
+                            **options.connection_kwargs())
+    table = RequestTable(core, queue_size=options.queue_size)
+    timeout = options.connect_timeout
+    stream = None
+    with backend.move_on_at(math.inf if timeout is None else now + timeout) as scope:
+        try:
+            stream = await backend.connect(target, ssl_context if target.secure else None)
+        except backend.transport_errors as exc:
+            raise ConnectError(f"cannot connect to {target.host_header}: "
+                               f"{_describe(exc)}") from exc
+        try:
+            await _upgrade(backend, stream, table)
+        except BaseException:
+            with backend.cancel_shielded():
+                await backend.aclose_forcefully(stream)
+            raise
+    if scope.cancelled_caught or table.closed is not None:
+        if stream is not None:
+            with backend.cancel_shielded():
+                await backend.aclose_forcefully(stream)
+        if scope.cancelled_caught:
+            raise ConnectTimeout(f"connecting to {target.host_header} took more than "
+                                 f"{timeout} s")
+        raise _upgrade_failure(table)
+    conn = Connection(backend, stream, table)
+    conn._run()
+    conn._after_input()  # bytes that came with the upgrade response may hold events
+    return conn
+
+
+async def _upgrade(backend: Backend, stream: Any, table: RequestTable) -> None:
+    core = table.connection
+    try:
+        await backend.send_all(stream, core.data_to_send())
+        while core.state is ConnectionState.CONNECTING:
+            data = await backend.receive_some(stream, READ_SIZE)
+            if data:
+                table.receive_data(data, now=backend.current_time())
+            else:
+                table.receive_eof(now=backend.current_time())
+        if table.closed is not None and core.has_data_to_send:
+            # The server's error and close came with the 101: echo the close (RFC 6455 5.5.1).
+            with backend.move_on_at(backend.current_time() + LAST_WORDS_S):
+                await backend.send_all(stream, core.data_to_send())
+    except backend.transport_errors as exc:
+        table.transport_failed(exc, now=backend.current_time())
+
+
+def _upgrade_failure(table: RequestTable) -> S2SError:
+    closed = table.closed
+    assert closed is not None
+    return table.close_error(closed)
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception's text, with its cause's (trio wraps TLS errors)."""
+    if str(exc):
+        return str(exc)
+    cause = exc.__cause__ or exc.__context__
+    return f"{type(exc).__name__}: {cause}" if cause is not None else type(exc).__name__

@@ -1,0 +1,203 @@
+"""One request on a connection: send its audio, iterate its events (async).
+
+The bookkeeping (queue, result, why a send is refused) is the core's
+``RequestHandle``; here is only the waiting.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from s2s_core.errors import LocalProtocolError, S2SError
+from s2s_core.events import Ready, ServerEvent
+from s2s_core.protocol import AudioInput
+from s2s_core.request_table import WAIT, RequestHandle
+from s2s_core.results import ResultCollector, S2SResult, TextWithTimestamps
+from s2s_core.setup import Setup
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["Request", "EventIterator"]
+
+_FAIR_TAKES = 32
+"""Events taken without waiting before a schedule point (fairness, cancellability)."""
+
+
+class Request:
+    """One request on a connection: send its audio, iterate its events.
+
+    Iteration yields ``Ready``, ``Text``, ``Audio``, ``UnknownMessage`` and
+    finally ``EndOfStream``, then stops. A server ``error`` raises the
+    matching ``ServerError``; a connection that ends first raises
+    ``ConnectionClosedError`` (or the timeout or protocol error that ended
+    it). Every error carries ``partial_result`` with what arrived before;
+    events that arrived before a failure are yielded before it is raised.
+    """
+
+    def __init__(self, conn: Connection, handle: RequestHandle) -> None:
+        self._conn = conn
+        self.handle = handle
+        self._takes = 0
+        self._consumer: weakref.ref[object] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Request {self.handle!r}>"
+
+    @property
+    def setup(self) -> Setup:
+        """The request's setup."""
+        return self.handle.setup
+
+    @property
+    def client_req_id(self) -> str | None:
+        """The request's multiplexing id."""
+        return self.handle.client_req_id
+
+    @property
+    def collector(self) -> ResultCollector:
+        """What the request consumed so far."""
+        return self.handle.collector
+
+    # -- sending --
+
+    async def send_audio(self, audio: AudioInput) -> None:
+        """Send one chunk of input audio (bytes in the input format, or samples).
+
+        Raises:
+            S2SError: The request failed or ended (the reason, with the
+                partial result), or the chunk is invalid (``InvalidAudio``).
+        """
+        await self.send_chunks((audio,))
+
+    async def send_chunks(self, chunks: Sequence[AudioInput]) -> None:
+        """Send several chunks in one write."""
+        conn = self._conn
+        conn.table.send_audio(self.handle, chunks, now=conn.backend.current_time())
+        await conn.flush_for(self.handle, "send_audio")
+
+    async def send_end_of_stream(self) -> None:
+        """Tell the server no more audio follows."""
+        conn = self._conn
+        conn.table.send_end_of_stream(self.handle, now=conn.backend.current_time())
+        await conn.flush_for(self.handle, "send_end_of_stream")
+
+    send_eos = send_end_of_stream
+    """The official SDK's name."""
+
+    # -- receiving --
+
+    @property
+    def ready(self) -> Ready | None:
+        """The server's ``ready``, once received."""
+        return self.handle.ready
+
+    @property
+    def text_with_timestamps(self) -> list[TextWithTimestamps]:
+        """Text segments received so far (in iteration order)."""
+        return self.handle.text_with_timestamps
+
+    async def wait_ready(self) -> Ready:
+        """Wait for ``ready`` (events before it stay queued for iteration).
+
+        Raises:
+            S2SError: The request failed before ready (timeout, error, close).
+        """
+        handle = self.handle
+        while handle.ready is None:
+            failure = handle.ready_failure()
+            if failure is not None:
+                raise failure
+            await self._wait_for_events()
+        return handle.ready
+
+    async def receive(self) -> ServerEvent | None:
+        """The next event, or None after ``EndOfStream``.
+
+        Raises:
+            S2SError: The request failed (``partial_result`` attached).
+        """
+        handle, conn = self.handle, self._conn
+        self._takes += 1
+        if self._takes >= _FAIR_TAKES:
+            self._takes = 0
+            await conn.backend.checkpoint()
+        while True:
+            try:
+                item = handle.next()
+            except S2SError:
+                # A cancelled caller gets its cancellation, not the failure it caused.
+                await conn.backend.checkpoint()
+                raise
+            if item is not WAIT:
+                conn.consumer_took()
+                return item  # type: ignore[return-value]
+            self._takes = 0
+            await self._wait_for_events()
+
+    async def _wait_for_events(self) -> None:
+        handle = self.handle
+        waker = handle.waker
+        if waker is None:
+            waker = handle.waker = self._conn.backend.event()
+        await waker.wait()
+
+    def __aiter__(self) -> EventIterator:
+        return EventIterator(self)
+
+    def claim(self, consumer: object) -> None:
+        """Make ``consumer`` the request's one iterator (until it ends or is dropped).
+
+        Raises:
+            LocalProtocolError: Another live iterator consumes this request.
+        """
+        current = self._consumer() if self._consumer is not None else None
+        if current is not None and current is not consumer:
+            raise LocalProtocolError("this request is already being iterated by another consumer")
+        self._consumer = weakref.ref(consumer)
+
+    def release(self, consumer: object) -> None:
+        """``consumer`` stopped iterating."""
+        if self._consumer is not None and self._consumer() is consumer:
+            self._consumer = None
+
+    async def result(self) -> S2SResult:
+        """Consume the remaining events and return the whole result.
+
+        Raises:
+            S2SError: The request failed (``partial_result`` attached).
+        """
+        self.claim(self)
+        try:
+            while await self.receive() is not None:
+                pass
+        finally:
+            self.release(self)
+        return self.handle.result()
+
+
+class EventIterator:
+    """``async for event in request``: a plain class, so nothing is left to finalize."""
+
+    __slots__ = ("__weakref__", "_request")
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+
+    def __aiter__(self) -> EventIterator:
+        return self
+
+    async def __anext__(self) -> ServerEvent:
+        request = self._request
+        request.claim(self)
+        try:
+            event = await request.receive()
+        except BaseException:
+            request.release(self)
+            raise
+        if event is None:
+            request.release(self)
+            raise StopAsyncIteration
+        return event

@@ -1,0 +1,139 @@
+"""Every default of the client, defined once: timeouts, sizes, batch limits.
+
+``ClientConnection``, the adapters' ``connect``/``open_connection`` and every
+``S2SClient`` take their defaults from here, so the levels cannot drift.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, TypedDict
+
+__all__ = [
+    "ClientOptions",
+    "OptionKwargs",
+    "CONNECT_TIMEOUT_S",
+    "READY_TIMEOUT_S",
+    "IDLE_TIMEOUT_S",
+    "CLOSE_TIMEOUT_S",
+    "PING_INTERVAL_S",
+    "PING_TIMEOUT_S",
+    "MAX_MESSAGE_SIZE",
+    "MAX_HANDSHAKE_SIZE",
+    "QUEUE_SIZE",
+    "READ_SIZE",
+    "WRITE_BATCH_BYTES",
+    "DRAIN_AFTER_WRITE_FAILURE_S",
+    "LAST_WORDS_S",
+    "THREAD_JOIN_S",
+    "TRAILING_SILENCE_S",
+]
+
+CONNECT_TIMEOUT_S = 10.0
+"""TCP + TLS + WebSocket upgrade."""
+READY_TIMEOUT_S = 15.0
+"""From a setup to its ``ready``."""
+IDLE_TIMEOUT_S = 60.0
+"""Silence from the server while a request is live. Paced sessions see gaps
+of ~3 s between output messages (PROTOCOL.md section 9), far below this."""
+CLOSE_TIMEOUT_S = 5.0
+"""The closing handshake."""
+PING_INTERVAL_S = 20.0
+"""Keepalive pings; the service closes sockets idle for about 5 minutes."""
+PING_TIMEOUT_S = 20.0
+"""Wait for a pong (suspended while our own backpressure stops reading)."""
+MAX_MESSAGE_SIZE = 16 * 2**20
+"""Largest message accepted (bytes); the service documents none."""
+MAX_HANDSHAKE_SIZE = 64 * 2**10
+"""Largest HTTP response head (and refusal body kept) in bytes."""
+QUEUE_SIZE = 256
+"""Events buffered per request before reading pauses (backpressure)."""
+READ_SIZE = 256 * 1024
+"""Bytes asked of the transport per read."""
+WRITE_BATCH_BYTES = 48 * 1024
+"""Input audio queued before one write, when several chunks are due at once."""
+DRAIN_AFTER_WRITE_FAILURE_S = 1.0
+"""After a failed write, how long the reader may still drain what the peer
+sent (its error explains the failure) before the connection is declared
+broken."""
+LAST_WORDS_S = 1.0
+"""How long a close echo may take to go out once the connection is closed."""
+THREAD_JOIN_S = 5.0
+"""How long ``close()`` waits for the threaded adapter's reader to exit."""
+TRAILING_SILENCE_S = 2.0
+"""Silence appended to raw input before end_of_stream (vendor field notes:
+the recognizer needs it to finish the last words)."""
+
+
+class OptionKwargs(TypedDict, total=False):
+    """The fields of ``ClientOptions`` as keyword arguments (``connect(..., **kwargs)``)."""
+
+    ssl_context: ssl.SSLContext | None
+    extra_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None
+    connect_timeout: float | None
+    ready_timeout: float | None
+    idle_timeout: float | None
+    close_timeout: float | None
+    ping_interval: float | None
+    ping_timeout: float | None
+    max_message_size: int | None
+    queue_size: int
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """Connection settings shared by every call of a client (any adapter).
+
+    Attributes:
+        ssl_context: Trust a custom CA (verification is always on).
+        extra_headers: More upgrade headers; a name we also send replaces ours.
+        connect_timeout: Seconds for TCP + TLS + upgrade (``ConnectTimeout``).
+        ready_timeout: Seconds from setup to ready (``ReadyTimeout``).
+        idle_timeout: Seconds of server silence while a request is live
+            (``IdleTimeout``).
+        close_timeout: Seconds for the closing handshake (``CloseTimeout``).
+        ping_interval: Seconds between keepalive pings (None: off).
+        ping_timeout: Seconds to wait for a pong (``KeepaliveTimeout``).
+        max_message_size: Largest message accepted, bytes (``MessageTooBig``).
+        queue_size: Events buffered per request before reading pauses.
+    """
+
+    ssl_context: ssl.SSLContext | None = None
+    extra_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None
+    connect_timeout: float | None = CONNECT_TIMEOUT_S
+    ready_timeout: float | None = READY_TIMEOUT_S
+    idle_timeout: float | None = IDLE_TIMEOUT_S
+    close_timeout: float | None = CLOSE_TIMEOUT_S
+    ping_interval: float | None = PING_INTERVAL_S
+    ping_timeout: float | None = PING_TIMEOUT_S
+    max_message_size: int | None = MAX_MESSAGE_SIZE
+    queue_size: int = QUEUE_SIZE
+
+    def __post_init__(self) -> None:
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, got {self.queue_size}")
+
+    @classmethod
+    def from_kwargs(cls, base: ClientOptions | None = None, **kwargs: Any) -> ClientOptions:
+        """``base`` (or the defaults) with ``kwargs`` replacing fields.
+
+        Raises:
+            TypeError: A keyword is not an option (the message lists them).
+        """
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise TypeError(f"unknown option(s) {', '.join(unknown)}; "
+                            f"options are: {', '.join(sorted(names))}")
+        values = {f.name: getattr(base, f.name) for f in fields(cls)} if base else {}
+        values.update(kwargs)
+        return cls(**values)
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        """The ``ClientConnection`` arguments these options set."""
+        return {"extra_headers": self.extra_headers, "ready_timeout": self.ready_timeout,
+                "idle_timeout": self.idle_timeout, "close_timeout": self.close_timeout,
+                "ping_interval": self.ping_interval, "ping_timeout": self.ping_timeout,
+                "max_message_size": self.max_message_size}
