@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -480,6 +482,12 @@ def test_rest_uses_the_tls_context(rest: RestRunner,
         assert rest(url, "credits", ssl_context=client_ctx).remaining > 0
         with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             rest(url, "credits")  # verification is on: the test CA is not trusted
+
+
+def test_httpx_is_imported_on_the_first_call_only() -> None:
+    code = ("import sys, _s2s_async.rest, s2s_threaded.rest, s2s_core.rest\n"
+            "assert 'httpx' not in sys.modules, 'imported with the clients'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_the_server_answers_rest_on_trio_too() -> None:

@@ -2,19 +2,22 @@
 
 Thin: ``s2s_core.rest`` builds every request and reads every answer; this
 module only moves them. ``RestSettings`` (no event loop in it) is shared
-with the blocking twin, ``s2s_threaded.rest``.
+with the blocking twin, ``s2s_threaded.rest``. httpx is imported on the
+first call, not with the client (it costs ~60 ms, and most programs never
+call REST).
 """
 
 from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from s2s_core.errors import ConnectError, ConnectTimeout, S2SError, S2STimeoutError
 from s2s_core.rest import Credits, RestApi, RestCall, Token, Voice, rest_base_from_s2s_url
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["AsyncRestClient", "AsyncRestMixin", "RestSettings"]
 
@@ -72,6 +75,8 @@ class RestSettings:
 
     def client_args(self) -> dict[str, Any]:
         """Keyword arguments for ``httpx.Client``/``httpx.AsyncClient``."""
+        import httpx
+
         if self._ssl_context is None:
             # The system store, like the WebSocket (httpx would load certifi's).
             self._ssl_context = ssl.create_default_context()
@@ -81,6 +86,8 @@ class RestSettings:
 
     def transport_error(self, call: RestCall[Any], exc: httpx.TransportError) -> S2SError:
         """Our typed error for an httpx transport failure (no answer was read)."""
+        import httpx
+
         what = f"{call.endpoint} (GET {call.public_url})"
         if isinstance(exc, httpx.ConnectTimeout):
             return ConnectTimeout(f"{what}: connecting took more than {self.timeout} s")
@@ -153,6 +160,8 @@ class AsyncRestMixin:
         return await self._send(self._rest.api.mint_token())
 
     async def _send(self, call: RestCall[T]) -> T:
+        import httpx
+
         rest = self._rest
         try:
             async with httpx.AsyncClient(**rest.client_args()) as http:

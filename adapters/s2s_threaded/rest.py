@@ -10,8 +10,6 @@ import ssl
 from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
-import httpx
-
 from _s2s_async.rest import RestSettings
 from s2s_core.rest import Credits, RestCall, Token, Voice
 
@@ -70,6 +68,8 @@ class RestMixin:
         return self._send(self._rest.api.mint_token())
 
     def _send(self, call: RestCall[T]) -> T:
+        import httpx  # on first use: see _s2s_async.rest
+
         rest = self._rest
         try:
             with httpx.Client(**rest.client_args()) as http:
