@@ -51,6 +51,7 @@ __all__ = [
     "ServerConnection",
     "ConnectionState",
     "UpgradeRequest",
+    "HttpRequest",
     "USER_AGENT",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_MAX_HANDSHAKE_SIZE",
@@ -668,24 +669,53 @@ class UpgradeRequest:
 
     def header(self, name: str) -> str | None:
         """The first value of a header (case-insensitive), or None."""
-        key = name.lower().encode()
-        for k, v in self.headers:
-            if k.lower() == key:
-                return v.decode("latin-1")
-        return None
+        return _header_value(self.headers, name)
 
     def __repr__(self) -> str:
         path = self.target.split("?")[0]
         return f"UpgradeRequest(path={path!r})"  # never show the token or the key
 
 
+class HttpRequest:
+    """(Server role) a plain HTTP request (no ``Upgrade``), to answer with ``respond``.
+
+    The service answers its REST routes on the same host and port as the
+    WebSocket; so does the local server.
+    """
+
+    __slots__ = ("headers", "method", "target")
+
+    def __init__(self, method: str, target: str, headers: list[tuple[bytes, bytes]]) -> None:
+        self.method = method
+        self.target = target
+        self.headers = headers
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header (case-insensitive), or None."""
+        return _header_value(self.headers, name)
+
+    def __repr__(self) -> str:
+        path = self.target.split("?")[0]
+        return f"HttpRequest({self.method} {path!r})"  # never show the query or the key
+
+
+def _header_value(headers: list[tuple[bytes, bytes]], name: str) -> str | None:
+    key = name.lower().encode()
+    for k, v in headers:
+        if k.lower() == key:
+            return v.decode("latin-1")
+    return None
+
+
 class ServerConnection(_Base):
     """The server's side of one S2S WebSocket connection, as a state machine.
 
     The first event is an ``UpgradeRequest``: answer it with ``accept()`` or
-    ``reject(status, body)``. Client messages then arrive as events; a client
-    that breaks the protocol gets an ``error`` message with the code (1002,
-    or 1008 for a bad setup) and a close with the same code.
+    ``reject(status, body)``. A request without ``Upgrade`` (a REST call) is
+    no event: it sets ``http_request``, to answer with ``respond()``. Client
+    messages then arrive as events; a client that breaks the protocol gets an
+    ``error`` message with the code (1002, or 1008 for a bad setup) and a
+    close with the same code.
     """
 
     def __init__(self, *, max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
@@ -698,6 +728,8 @@ class ServerConnection(_Base):
         self.protocol = ServerProtocol()
         self._handshake = H11Handshake(ConnectionType.SERVER)
         self.request: UpgradeRequest | None = None
+        self.http_request: HttpRequest | None = None
+        self._plain: h11.Connection | None = None
         self._rest = b""
         self._fault: RemoteProtocolError | None = None
 
@@ -710,6 +742,8 @@ class ServerConnection(_Base):
             if self.request is not None:
                 self._rest += data
                 return
+            if self.http_request is not None:
+                return  # a plain request's body: the answer does not depend on it
             taken = self._take_head(data)
             if taken is None:
                 return
@@ -718,6 +752,8 @@ class ServerConnection(_Base):
                 self._handshake.receive_data(head)
                 events = list(self._handshake.events())
             except _HANDSHAKE_ERRORS as exc:
+                if self._plain_request(head):
+                    return
                 self._outbox.append(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n"
                                     b"connection: close\r\n\r\n")
                 self._finish(1006, "", RemoteProtocolError(f"invalid upgrade request: {exc}"))
@@ -741,6 +777,45 @@ class ServerConnection(_Base):
             extra_headers=[(b"server", USER_AGENT.encode())])))
         rest, self._rest = self._rest, b""
         self._open(rest)
+
+    def _plain_request(self, head: bytes) -> bool:
+        """Read ``head`` as a request without ``Upgrade`` (sets ``http_request``), or False.
+
+        Only tried once wsproto refused the head, so upgrades pay nothing for it.
+        """
+        parser = h11.Connection(h11.SERVER)
+        try:
+            parser.receive_data(head)
+            event = parser.next_event()
+        except h11.RemoteProtocolError:
+            return False
+        if not isinstance(event, h11.Request) or any(k == b"upgrade" for k, _ in event.headers):
+            return False
+        self._plain = parser
+        self.http_request = HttpRequest(event.method.decode("ascii"),
+                                        event.target.decode("ascii", "replace"),
+                                        list(event.headers))
+        return True
+
+    def respond(self, status: int, body: bytes = b"", *,
+                content_type: str = "application/json") -> None:
+        """Answer an ``HttpRequest``; the connection is then over (``connection: close``).
+
+        Raises:
+            LocalProtocolError: No plain HTTP request is waiting for an answer.
+        """
+        if self._plain is None or self.state is not ConnectionState.CONNECTING:
+            raise LocalProtocolError("no plain HTTP request to respond to")
+        parser, self._plain = self._plain, None
+        head_only = self.http_request is not None and self.http_request.method == "HEAD"
+        headers = [(b"content-type", content_type.encode()),
+                   (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close"), (b"server", USER_AGENT.encode())]
+        self._outbox.append(parser.send(h11.Response(status_code=status, headers=headers)) or b"")
+        if body and not head_only:
+            self._outbox.append(parser.send(h11.Data(data=body)) or b"")
+        self._outbox.append(parser.send(h11.EndOfMessage()) or b"")
+        self._finish(1006, "", None)
 
     def reject(self, status: int, body: bytes = b"") -> None:
         """Refuse the upgrade with an HTTP status."""

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -22,7 +24,8 @@ import anyio.lowlevel
 from anyio.streams.tls import TLSStream
 
 from _s2s_async.primitives import Mutex
-from s2s_core.connection import ConnectionState, ServerConnection
+from s2s_core.connection import ConnectionState, HttpRequest, ServerConnection
+from s2s_core.loopback.rest import LocalRest
 from s2s_core.server_session import (
     EngineFactory,
     FaultPlan,
@@ -61,9 +64,10 @@ def make_config(*, api_keys: Iterable[str] | None = None, tokens: Iterable[str] 
 
 async def serve(host: str = "127.0.0.1", port: int = 8765, *,
                 config: ServerConfig | None = None, ssl_context: ssl.SSLContext | None = None,
+                rest: LocalRest | None = None,
                 task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
                 **config_args: Any) -> None:
-    """Serve the S2S protocol until cancelled (asyncio or trio, through anyio).
+    """Serve the S2S protocol, and its REST routes, until cancelled (asyncio or trio).
 
     Args:
         host: Address to listen on.
@@ -72,23 +76,30 @@ async def serve(host: str = "127.0.0.1", port: int = 8765, *,
             (``api_keys``, ``tokens``, ``max_audio_s``, ``idle_timeout_s``,
             ``engine_factory``, ``fault``) directly.
         ssl_context: Serve ``wss://`` with this server context.
+        rest: The REST side (voices, credits, tokens); default: a fresh
+            ``LocalRest()``. Pass one to set the starting credits or to read
+            its ledger.
         task_status: Receives the server's URL once it listens.
     """
     if config is None:
         config = make_config(**config_args)
     elif config_args:
         raise TypeError("pass either config or its arguments, not both")
+    if rest is None:
+        rest = LocalRest()
+    config = dataclasses.replace(config, engine_factory=rest.metered(config.engine_factory))
     if running_on_asyncio():
-        await _serve_asyncio(host, port, config, ssl_context, task_status)
+        await _serve_asyncio(host, port, config, rest, ssl_context, task_status)
         return
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     async with listener:
         bound = listener.extra(anyio.abc.SocketAttribute.local_port)
         task_status.started(server_url(host, bound, secure=ssl_context is not None))
-        await listener.serve(partial(_handle, config=config, ssl_context=ssl_context))
+        await listener.serve(partial(_handle, config=config, rest=rest,
+                                     ssl_context=ssl_context))
 
 
-async def _serve_asyncio(host: str, port: int, config: ServerConfig,
+async def _serve_asyncio(host: str, port: int, config: ServerConfig, rest: LocalRest,
                          ssl_context: ssl.SSLContext | None,
                          task_status: anyio.abc.TaskStatus[str]) -> None:
     """asyncio's own server: it accepts every pending connection at each wake-up
@@ -97,7 +108,7 @@ async def _serve_asyncio(host: str, port: int, config: ServerConfig,
     loop = asyncio.get_running_loop()
     async with anyio.create_task_group() as tasks:
         def accepted(stream: AsyncioByteStream) -> None:
-            tasks.start_soon(_serve_stream, stream, config)
+            tasks.start_soon(_serve_stream, stream, config, rest)
 
         server = await loop.create_server(
             lambda: AsyncioByteStream(loop, on_connect=accepted), host, port,
@@ -112,16 +123,17 @@ async def _serve_asyncio(host: str, port: int, config: ServerConfig,
             tasks.cancel_scope.cancel()
 
 
-async def _serve_stream(stream: AsyncioByteStream, config: ServerConfig) -> None:
+async def _serve_stream(stream: AsyncioByteStream, config: ServerConfig,
+                        rest: LocalRest) -> None:
     try:
-        await _Peer(stream, config).run()
+        await _Peer(stream, config, rest).run()
     except _TRANSPORT_ERRORS:
         pass
     finally:
         await stream.aclose()
 
 
-async def _handle(stream: anyio.abc.ByteStream, *, config: ServerConfig,
+async def _handle(stream: anyio.abc.ByteStream, *, config: ServerConfig, rest: LocalRest,
                   ssl_context: ssl.SSLContext | None) -> None:
     """(trio) One accepted connection: TLS if asked, then the session."""
     try:
@@ -129,7 +141,7 @@ async def _handle(stream: anyio.abc.ByteStream, *, config: ServerConfig,
             with anyio.fail_after(10):
                 stream = await TLSStream.wrap(stream, server_side=True, ssl_context=ssl_context,
                                               standard_compatible=False)
-        await _Peer(_AnyioStream(stream), config).run()
+        await _Peer(_AnyioStream(stream), config, rest).run()
     except (*_TRANSPORT_ERRORS, TimeoutError):
         pass
     finally:
@@ -173,8 +185,10 @@ class _AnyioStream:
 class _Peer:
     """One accepted connection: a reader task and a timer task around a ServerSession."""
 
-    def __init__(self, stream: _ServerStream, config: ServerConfig) -> None:
+    def __init__(self, stream: _ServerStream, config: ServerConfig, rest: LocalRest) -> None:
         self.stream = stream
+        self.config = config
+        self.rest = rest
         now = anyio.current_time()
         self.conn = ServerConnection(now=now)
         self.session = ServerSession(self.conn, config, now)
@@ -213,7 +227,10 @@ class _Peer:
                 conn.receive_data(data, now=now)
             else:
                 conn.receive_eof(now=now)
-            session.handle_events(conn.events_received(), now)
+            if conn.http_request is not None:  # a REST call, not a WebSocket
+                self._answer(conn.http_request)
+            else:
+                session.handle_events(conn.events_received(), now)
             await self.flush()
             deadline = session.next_deadline()
             if self.done() or (deadline is not None and deadline < self.timer_deadline):
@@ -231,6 +248,13 @@ class _Peer:
             session.handle_timer(now)
             session.handle_events(self.conn.events_received(), now)
             await self.flush()
+
+    def _answer(self, request: HttpRequest) -> None:
+        config = self.config
+        answer = self.rest.answer(request.method, request.target, request.header("x-api-key"),
+                                  api_keys=config.api_keys, tokens=config.tokens,
+                                  now=time.time())
+        self.conn.respond(answer.status, answer.body)
 
     async def flush(self) -> None:
         async with self.lock:
