@@ -11,6 +11,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from .errors import MissingCredentials
 from .events import Ready
 from .options import ClientOptions
+from .rest import RestSettings
 from .results import TextWithTimestamps
 from .setup import Setup
 from .urls import DEFAULT_BASE_URL, s2s_url
@@ -53,6 +54,9 @@ class ClientBase:
         self._token = token
         self.url = s2s_url(base_url, region=region)
         self.options = options
+        self._rest = RestSettings.for_s2s_url(
+            self.url, api_key, ssl_context=options.ssl_context,
+            timeout=options.connect_timeout, extra_headers=options.extra_headers)
 
     def __repr__(self) -> str:
         auth = "api_key=***" if self._api_key is not None else "token=***"

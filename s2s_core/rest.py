@@ -25,19 +25,24 @@ that is not JSON, or not the documented shape, raises ``InvalidResponse``.
 from __future__ import annotations
 
 import http
+import ssl
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Generic, TypeVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
 from . import __version__
-from .errors import S2SError
+from .errors import ConnectError, ConnectTimeout, S2SError, S2STimeoutError
 from .urls import DEFAULT_BASE_URL, S2S_ROUTE, s2s_url
 
+if TYPE_CHECKING:
+    import httpx
+
 __all__ = [
+    "RestSettings",
     "API_SOURCE",
     "AuthenticationError",
     "Credits",
@@ -434,7 +439,7 @@ def _read_token(data: Any) -> Token:
         raise _ShapeError("the token is empty")
     if token.expires_at.tzinfo is None:  # ISO-8601 without offset: the service's clock is UTC
         token = msgspec.structs.replace(token,
-                                        expires_at=token.expires_at.replace(tzinfo=timezone.utc))
+                                        expires_at=token.expires_at.replace(tzinfo=UTC))
     return token
 
 
@@ -488,3 +493,88 @@ def _public_url(url: str) -> str:
              for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
     return urllib.parse.urlunsplit(parts._replace(
         netloc=netloc, query=urllib.parse.urlencode(query, safe="*")))
+
+
+class RestSettings:
+    """Where and how REST calls go: the account's calls plus httpx's settings.
+
+    Args:
+        base_url: The API base the WebSocket uses (``https://host/api/``).
+        api_key: The account's key (``x-api-key``); never shown.
+        ssl_context: Trust a custom CA (verification is always on; None uses
+            the system's trust store, as the WebSocket does).
+        timeout: Seconds for each phase of a call (connect, write, read);
+            None waits forever.
+        proxy: A proxy URL for httpx (``http://``, ``https://``,
+            ``socks5://``), or None.
+        trust_env: Let httpx read ``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY``
+            when no ``proxy`` is given.
+        extra_headers: More headers for every call.
+
+    Raises:
+        ValueError: Unknown URL scheme.
+    """
+
+    def __init__(self, base_url: str, api_key: str | None, *,
+                 ssl_context: ssl.SSLContext | None = None, timeout: float | None = 10.0,
+                 proxy: str | None = None, trust_env: bool = True,
+                 extra_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None
+                 ) -> None:
+        self.api = RestApi(base_url, api_key, extra_headers=extra_headers)
+        self.timeout = timeout
+        self._ssl_context = ssl_context
+        self._proxy = proxy
+        self._trust_env = trust_env
+
+    @classmethod
+    def for_s2s_url(cls, url: str, api_key: str | None, *,
+                    ssl_context: ssl.SSLContext | None = None, timeout: float | None = 10.0,
+                    proxy: str | None = None, trust_env: bool = True,
+                    extra_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None
+                    ) -> RestSettings:
+        """Settings for the service an S2S WebSocket URL (``wss://h/api/speech/s2s``) points at.
+
+        Raises:
+            ValueError: The URL's path does not end with the S2S route.
+        """
+        return cls(rest_base_from_s2s_url(url), api_key, ssl_context=ssl_context,
+                   timeout=timeout, proxy=proxy, trust_env=trust_env,
+                   extra_headers=extra_headers)
+
+    def __repr__(self) -> str:
+        return f"RestSettings({self.api!r}, timeout={self.timeout!r})"
+
+    def client_args(self) -> dict[str, Any]:
+        """Keyword arguments for ``httpx.Client``/``httpx.AsyncClient``."""
+        import httpx
+
+        if self._ssl_context is None:
+            # The system store, like the WebSocket (httpx would load certifi's).
+            self._ssl_context = ssl.create_default_context()
+        return {"verify": self._ssl_context, "timeout": httpx.Timeout(self.timeout),
+                "proxy": self._proxy, "trust_env": self._trust_env,
+                "follow_redirects": False}
+
+    def transport_error(self, call: RestCall[Any], exc: httpx.TransportError) -> S2SError:
+        """Our typed error for an httpx transport failure (no answer was read)."""
+        import httpx
+
+        what = f"{call.endpoint} (GET {call.public_url})"
+        if isinstance(exc, httpx.ConnectTimeout):
+            return ConnectTimeout(f"{what}: connecting took more than {self.timeout} s")
+        if isinstance(exc, httpx.TimeoutException):
+            return S2STimeoutError(f"{what}: no answer within {self.timeout} s")
+        return ConnectError(f"{what}: {_reason(exc)}")
+
+
+def _reason(exc: BaseException) -> str:
+    """The most specific message down the exception's causes (on trio, httpx's own is empty)."""
+    reason = f"{type(exc).__name__}"
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if str(cause):
+            reason = f"{type(cause).__name__}: {cause}"
+        cause = cause.__cause__ or cause.__context__
+    return reason

@@ -8,7 +8,7 @@ import ssl
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import h11
@@ -17,7 +17,7 @@ import trustme
 from test_server import SETUP as RAW_SETUP
 from test_server import RawClient
 
-from _s2s_async.rest import AsyncRestClient, RestSettings
+from _s2s_async.rest import AsyncRestClient
 from harness import MODES, Harness, harness_for, tone_burst
 from s2s_anyio import run_server
 from s2s_core import __version__
@@ -41,6 +41,7 @@ from s2s_core.rest import (
     RestApi,
     RestArgumentError,
     RestError,
+    RestSettings,
     Token,
     Voice,
     rest_base_from_s2s_url,
@@ -121,7 +122,7 @@ def test_the_key_never_shows_in_reprs_or_errors() -> None:
     call = api.credits()
     with pytest.raises(AuthenticationError) as error:
         call.parse(401, {}, b'{"detail":"bad key"}')
-    token = Token(token="tok-secret", expires_at=datetime.now(timezone.utc))
+    token = Token(token="tok-secret", expires_at=datetime.now(UTC))
     shown = [repr(api), repr(call), str(error.value), repr(token),
              repr(RestSettings("https://h/api/", KEY)), repr(AsyncRestClient("https://h/", KEY)),
              repr(RestClient("https://h/", KEY))]
@@ -186,10 +187,10 @@ def test_credits_are_read_leniently_but_need_remaining() -> None:
 
 
 @pytest.mark.parametrize(("expires", "expected"), [
-    ('"2030-01-02T03:04:05Z"', datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)),
-    ('"2030-01-02T05:04:05+02:00"', datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)),
-    ('"2030-01-02T03:04:05.123456"', datetime(2030, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc)),
-    ("1893553445", datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)),
+    ('"2030-01-02T03:04:05Z"', datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    ('"2030-01-02T05:04:05+02:00"', datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    ('"2030-01-02T03:04:05.123456"', datetime(2030, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)),
+    ("1893553445", datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)),
 ])
 def test_token_expiry_is_timezone_aware(expires: str, expected: datetime) -> None:
     token = API.mint_token().parse(200, {}, f'{{"token":"t","expires_at":{expires}}}'.encode())
@@ -312,7 +313,7 @@ def test_token_store_mints_single_use_tokens_into_the_servers_set() -> None:
     store = TokenStore(accepted, ttl_s=60)
     one, two = store.mint(1e9), store.mint(1e9)
     assert one.token != two.token and accepted == {one.token, two.token}
-    assert one.expires_at == datetime.fromtimestamp(1e9, timezone.utc) + timedelta(seconds=60)
+    assert one.expires_at == datetime.fromtimestamp(1e9, UTC) + timedelta(seconds=60)
 
 
 def test_metered_engines_charge_input_seconds_and_refuse_when_empty() -> None:
@@ -421,7 +422,7 @@ def test_no_credits_left_refuses_sessions_with_1008(rest: RestRunner) -> None:
 
 def test_a_minted_token_opens_exactly_one_session(rest: RestRunner, url: str) -> None:
     token = rest(url, "mint_token")
-    assert token.expires_at > datetime.now(timezone.utc)
+    assert token.expires_at > datetime.now(UTC)
     result = rest.harness.s2s(url, TRANSLATE, AUDIO[:2400], token=token.token, pace=None)
     assert result.complete
     with pytest.raises(PolicyViolation) as info:
@@ -494,3 +495,34 @@ def test_the_server_answers_rest_on_trio_too() -> None:
     with run_server(backend="trio", api_keys=[KEY]) as url:
         voices = RestRunner("threaded")(url, "voice_list")
     assert {v.language for v in voices if v.is_catalog} == set(TARGET_LANGUAGES)
+
+
+@pytest.mark.parametrize("adapter", ["anyio-asyncio", "anyio-trio", "trio", "threaded"])
+def test_every_s2s_client_has_the_rest_calls(adapter: str) -> None:
+    """``S2SClient`` of each adapter carries voice_list/voice_get/credits/mint_token."""
+    import anyio
+    import trio
+
+    import s2s_anyio
+    import s2s_threaded
+    import s2s_trio
+    from harness import base_url_of
+
+    with run_server() as url:
+        base = base_url_of(url)
+        if adapter == "threaded":
+            client = s2s_threaded.S2SClient("k", base_url=base)
+            voices = client.voice_list()
+            credits = client.credits()
+        else:
+            async def calls() -> tuple[list[Any], Any]:
+                module: Any = s2s_trio if adapter == "trio" else s2s_anyio
+                aclient = module.S2SClient("k", base_url=base)
+                return await aclient.voice_list(), await aclient.credits()
+
+            if adapter == "trio":
+                voices, credits = trio.run(calls)
+            else:
+                voices, credits = anyio.run(calls, backend=adapter.split("-")[1])
+    assert any(v.language == "fr" and v.is_catalog for v in voices)
+    assert credits.remaining > 0

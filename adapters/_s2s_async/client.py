@@ -19,6 +19,7 @@ from s2s_core.setup import Setup
 from .backend import Backend, Background
 from .connection import Connection, OpenConnection
 from .request import Request
+from .rest import AsyncRestMixin
 from .session import OpenSession
 
 __all__ = ["S2SClient", "S2SStream", "OpenStream", "AudioSource"]
@@ -209,11 +210,13 @@ class _Source:
         return await anext(self._async, None)
 
 
-class S2SClient(ClientBase):
-    """Client of the S2S API with the official SDK's three calls.
+class S2SClient(ClientBase, AsyncRestMixin):
+    """Client of the S2S API: the official SDK's three calls and its REST calls.
 
-    Each adapter subclasses it to set ``backend``; the arguments are those
-    of ``ClientBase`` (api_key, base_url, region, token, ssl_context, options).
+    ``s2s_realtime``, ``s2s_stream``, ``s2s``; ``voice_list``, ``voice_get``,
+    ``credits``, ``mint_token``. Each adapter subclasses it to set
+    ``backend``; the arguments are those of ``ClientBase`` (api_key,
+    base_url, region, token, ssl_context, options).
     """
 
     backend: ClassVar[Backend]

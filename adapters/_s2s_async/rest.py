@@ -1,8 +1,8 @@
 """The REST calls (voices, credits, tokens) on asyncio or trio, with httpx.
 
 Thin: ``s2s_core.rest`` builds every request and reads every answer; this
-module only moves them. ``RestSettings`` (no event loop in it) is shared
-with the blocking twin, ``s2s_threaded.rest``. httpx is imported on the
+module only moves them. ``RestSettings`` (no event loop in it) is the
+core's, shared with the blocking twin, ``s2s_threaded.rest``. httpx is imported on the
 first call, not with the client (it costs ~60 ms, and most programs never
 call REST).
 """
@@ -11,102 +11,16 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from s2s_core.errors import ConnectError, ConnectTimeout, S2SError, S2STimeoutError
-from s2s_core.rest import Credits, RestApi, RestCall, Token, Voice, rest_base_from_s2s_url
+from s2s_core.rest import Credits, RestCall, RestSettings, Token, Voice
 
 if TYPE_CHECKING:
-    import httpx
+    pass
 
 __all__ = ["AsyncRestClient", "AsyncRestMixin", "RestSettings"]
 
 T = TypeVar("T")
-
-
-class RestSettings:
-    """Where and how REST calls go: the account's calls plus httpx's settings.
-
-    Args:
-        base_url: The API base the WebSocket uses (``https://host/api/``).
-        api_key: The account's key (``x-api-key``); never shown.
-        ssl_context: Trust a custom CA (verification is always on; None uses
-            the system's trust store, as the WebSocket does).
-        timeout: Seconds for each phase of a call (connect, write, read);
-            None waits forever.
-        proxy: A proxy URL for httpx (``http://``, ``https://``,
-            ``socks5://``), or None.
-        trust_env: Let httpx read ``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY``
-            when no ``proxy`` is given.
-        extra_headers: More headers for every call.
-
-    Raises:
-        ValueError: Unknown URL scheme.
-    """
-
-    def __init__(self, base_url: str, api_key: str | None, *,
-                 ssl_context: ssl.SSLContext | None = None, timeout: float | None = 10.0,
-                 proxy: str | None = None, trust_env: bool = True,
-                 extra_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None
-                 ) -> None:
-        self.api = RestApi(base_url, api_key, extra_headers=extra_headers)
-        self.timeout = timeout
-        self._ssl_context = ssl_context
-        self._proxy = proxy
-        self._trust_env = trust_env
-
-    @classmethod
-    def for_s2s_url(cls, url: str, api_key: str | None, *,
-                    ssl_context: ssl.SSLContext | None = None, timeout: float | None = 10.0,
-                    proxy: str | None = None, trust_env: bool = True,
-                    extra_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None
-                    ) -> RestSettings:
-        """Settings for the service an S2S WebSocket URL (``wss://h/api/speech/s2s``) points at.
-
-        Raises:
-            ValueError: The URL's path does not end with the S2S route.
-        """
-        return cls(rest_base_from_s2s_url(url), api_key, ssl_context=ssl_context,
-                   timeout=timeout, proxy=proxy, trust_env=trust_env,
-                   extra_headers=extra_headers)
-
-    def __repr__(self) -> str:
-        return f"RestSettings({self.api!r}, timeout={self.timeout!r})"
-
-    def client_args(self) -> dict[str, Any]:
-        """Keyword arguments for ``httpx.Client``/``httpx.AsyncClient``."""
-        import httpx
-
-        if self._ssl_context is None:
-            # The system store, like the WebSocket (httpx would load certifi's).
-            self._ssl_context = ssl.create_default_context()
-        return {"verify": self._ssl_context, "timeout": httpx.Timeout(self.timeout),
-                "proxy": self._proxy, "trust_env": self._trust_env,
-                "follow_redirects": False}
-
-    def transport_error(self, call: RestCall[Any], exc: httpx.TransportError) -> S2SError:
-        """Our typed error for an httpx transport failure (no answer was read)."""
-        import httpx
-
-        what = f"{call.endpoint} (GET {call.public_url})"
-        if isinstance(exc, httpx.ConnectTimeout):
-            return ConnectTimeout(f"{what}: connecting took more than {self.timeout} s")
-        if isinstance(exc, httpx.TimeoutException):
-            return S2STimeoutError(f"{what}: no answer within {self.timeout} s")
-        return ConnectError(f"{what}: {_reason(exc)}")
-
-
-def _reason(exc: BaseException) -> str:
-    """The most specific message down the exception's causes (on trio, httpx's own is empty)."""
-    reason = f"{type(exc).__name__}"
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if str(cause):
-            reason = f"{type(cause).__name__}: {cause}"
-        cause = cause.__cause__ or cause.__context__
-    return reason
 
 
 class AsyncRestMixin:

@@ -20,6 +20,7 @@ from s2s_core.setup import Setup
 
 from .connection import Connection, OpenConnection
 from .request import TIMEOUT, Request
+from .rest import RestMixin
 from .session import OpenSession
 
 __all__ = ["S2SClient", "S2SStream", "OpenStream", "connect", "open_connection",
@@ -213,8 +214,11 @@ class OpenStream:
             self._open.__exit__(exc_type, *exc_info)
 
 
-class S2SClient(ClientBase):
-    """Client of the S2S API with the official SDK's three calls, blocking.
+class S2SClient(ClientBase, RestMixin):
+    """Client of the S2S API, blocking: the official SDK's three calls and its REST calls.
+
+    ``s2s_realtime``, ``s2s_stream``, ``s2s``; ``voice_list``, ``voice_get``,
+    ``credits``, ``mint_token``.
 
     The arguments are those of ``ClientBase`` (api_key, base_url, region,
     token, ssl_context, options).

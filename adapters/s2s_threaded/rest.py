@@ -1,6 +1,6 @@
 """The REST calls (voices, credits, tokens), blocking, with httpx.
 
-The twin of ``_s2s_async.rest``: same ``RestSettings``, same calls, same
+The twin of the async adapters' REST module: same ``RestSettings``, same calls, same
 errors; ``s2s_core.rest`` builds every request and reads every answer.
 """
 
@@ -10,8 +10,7 @@ import ssl
 from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
-from _s2s_async.rest import RestSettings
-from s2s_core.rest import Credits, RestCall, Token, Voice
+from s2s_core.rest import Credits, RestCall, RestSettings, Token, Voice
 
 __all__ = ["RestClient", "RestMixin", "RestSettings"]
 

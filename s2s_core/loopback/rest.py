@@ -17,7 +17,7 @@ import secrets
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import msgspec
@@ -110,7 +110,7 @@ class TokenStore:
         """
         token = secrets.token_urlsafe(24)
         self.accepted.add(token)
-        expires = datetime.fromtimestamp(now, tz=timezone.utc) + timedelta(seconds=self.ttl_s)
+        expires = datetime.fromtimestamp(now, tz=UTC) + timedelta(seconds=self.ttl_s)
         return Token(token=token, expires_at=expires)
 
 
