@@ -38,6 +38,8 @@ class ClientOptions:
     ping_timeout: float | None = 20.0
     max_message_size: int | None = 16 * 2**20
     queue_size: int = 256
+    proxy: str | None = None  # "http://user:pass@host:port", socks5://...: s2s_core.proxy
+    trust_env: bool = True  # read HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY
 
 
 class ClientBase:

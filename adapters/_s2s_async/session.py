@@ -35,6 +35,7 @@ from s2s_core.events import (
     ServerEvent,
 )
 from s2s_core.protocol import AudioInput
+from s2s_core.proxy import ProxyConfig, proxy_for
 from s2s_core.request_state import RequestTracker
 from s2s_core.results import S2SResult, TextWithTimestamps, error_from_event
 from s2s_core.setup import Setup
@@ -567,8 +568,14 @@ async def open_connection(
     ping_timeout: float | None = 20.0,
     max_message_size: int | None = 16 * 2**20,
     queue_size: int = 256,
+    proxy: str | ProxyConfig | None = None,
+    trust_env: bool = True,
 ) -> AsyncIterator[Connection]:
-    """Open a WebSocket to ``url`` and run its tasks until the block exits."""
+    """Open a WebSocket to ``url`` and run its tasks until the block exits.
+
+    ``proxy`` (else, with ``trust_env``, the proxy environment variables)
+    chooses a proxy to tunnel through: ``s2s_core.proxy.proxy_for``.
+    """
     target = parse_ws_url(url, token=token)
     if target.secure and ssl_context is None:
         ssl_context = ssl.create_default_context()
@@ -582,7 +589,10 @@ async def open_connection(
     stream = None
     with backend.move_on_at(deadline) as scope:
         try:
-            stream = await backend.connect(target, ssl_context if target.secure else None)
+            stream = await backend.connect(target, ssl_context if target.secure else None,
+                                           proxy_for(url, proxy=proxy, trust_env=trust_env))
+        except ConnectError:
+            raise  # a proxy's refusal, already typed
         except backend.transport_errors as exc:
             raise ConnectError(f"cannot connect to {target.host_header}: "
                                f"{_describe(exc)}") from exc

@@ -29,6 +29,7 @@ from s2s_core.connection import ClientConnection, ConnectionState
 from s2s_core.errors import ConnectionClosedError, S2SError
 from s2s_core.events import Closed, EndOfStream, ErrorMessage, Ready, ServerEvent
 from s2s_core.protocol import AudioInput
+from s2s_core.proxy import ProxyConfig, proxy_for
 from s2s_core.results import S2SResult, error_from_event
 from s2s_core.setup import Setup
 from s2s_core.urls import parse_ws_url
@@ -392,11 +393,15 @@ def open_connection(
     ping_timeout: float | None = 20.0,
     max_message_size: int | None = 16 * 2**20,
     queue_size: int = 256,
+    proxy: str | ProxyConfig | None = None,
+    trust_env: bool = True,
 ) -> Iterator[Connection]:
     """Open a bare connection for several requests (``conn.start(setup)``); close on exit.
 
-    Arguments as for ``connect``. Leaving the block on Ctrl-C drops the
-    socket at once instead of waiting for the closing handshake.
+    Arguments as for ``connect``; ``proxy`` (else, with ``trust_env``, the
+    proxy environment variables) chooses a proxy: ``s2s_core.proxy.proxy_for``.
+    Leaving the block on Ctrl-C drops the socket at once instead of waiting
+    for the closing handshake.
     """
     target = parse_ws_url(url, token=token)
     if target.secure and ssl_context is None:
@@ -407,7 +412,7 @@ def open_connection(
                             ping_timeout=ping_timeout, max_message_size=max_message_size,
                             now=time.monotonic())
     sock = connect_websocket(core, target, ssl_context if target.secure else None,
-                             connect_timeout)
+                             connect_timeout, proxy_for(url, proxy=proxy, trust_env=trust_env))
     conn = Connection(sock, core, queue_size=queue_size, close_timeout=close_timeout)
     conn._start()
     try:
