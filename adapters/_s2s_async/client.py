@@ -40,7 +40,7 @@ async def connect(backend: Backend, url: str, setup: SetupLike, *, api_key: str 
         ready_timeout=options.ready_timeout, idle_timeout=options.idle_timeout,
         close_timeout=options.close_timeout, ping_interval=options.ping_interval,
         ping_timeout=options.ping_timeout, max_message_size=options.max_message_size,
-        queue_size=options.queue_size,
+        queue_size=options.queue_size, proxy=options.proxy, trust_env=options.trust_env,
     ) as conn:
         request = await conn.start(setup, keep_audio=keep_audio)
         yield Session(conn, request)
@@ -108,7 +108,8 @@ class S2SClient(ClientBase):
             connect_timeout=o.connect_timeout, ready_timeout=o.ready_timeout,
             idle_timeout=o.idle_timeout, close_timeout=o.close_timeout,
             ping_interval=o.ping_interval, ping_timeout=o.ping_timeout,
-            max_message_size=o.max_message_size, queue_size=o.queue_size)
+            max_message_size=o.max_message_size, queue_size=o.queue_size, proxy=o.proxy,
+            trust_env=o.trust_env)
 
     @asynccontextmanager
     async def s2s_stream(self, setup: SetupLike, audio: AudioSource, *,

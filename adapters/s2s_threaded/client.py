@@ -82,7 +82,7 @@ def _open(url: str, api_key: str | None, token: str | None,
         ready_timeout=o.ready_timeout, idle_timeout=o.idle_timeout,
         close_timeout=o.close_timeout, ping_interval=o.ping_interval,
         ping_timeout=o.ping_timeout, max_message_size=o.max_message_size,
-        queue_size=o.queue_size)
+        queue_size=o.queue_size, proxy=o.proxy, trust_env=o.trust_env)
 
 
 @contextmanager
