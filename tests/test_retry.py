@@ -376,3 +376,10 @@ def test_policy_caps_are_read_only() -> None:
     assert policy.caps["1011"] == 2
     with pytest.raises(TypeError):
         policy.caps["1011"] = 3  # type: ignore[index]
+
+
+def test_readme_shows_the_table() -> None:
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    assert render_table() in readme.read_text()
