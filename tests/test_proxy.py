@@ -4,6 +4,7 @@ CONNECT (and SOCKS5) proxy to a host name that only the proxy can resolve."""
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections.abc import Iterator
 
@@ -13,7 +14,7 @@ import trustme
 from _s2s_async.common import ClientOptions
 from harness import MODES, Harness, harness_for, tone_burst
 from s2s_anyio import run_server
-from s2s_core.errors import ConnectError, S2SError
+from s2s_core.errors import ConnectError, ConnectTimeout, S2SError
 from s2s_core.proxy import (
     InvalidProxy,
     ProxyConfig,
@@ -418,3 +419,19 @@ def test_bad_proxy_setting_fails_before_connecting(harness: Harness, plain_port:
     with pytest.raises(InvalidProxy):
         harness.s2s(_url(plain_port, secure=False), SETUP, AUDIO, pace=None,
                     options=ClientOptions(proxy=f"https://user:{SECRET}@p:1"))
+
+
+def test_a_silent_proxy_is_a_connect_timeout(harness: Harness, plain_port: int) -> None:
+    # It completes TCP (the kernel's backlog) and never answers CONNECT.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        address = f"http://user:{SECRET}@127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(ConnectTimeout) as info:
+            harness.s2s(_url(plain_port, secure=False), SETUP, AUDIO, pace=None,
+                        options=ClientOptions(proxy=address, connect_timeout=0.5))
+    assert classify(info.value) is ErrorClass.TRANSIENT
+    assert SECRET not in str(info.value) and SECRET not in repr(info.value)
+
+
+def test_options_never_show_the_proxy_password() -> None:
+    options = ClientOptions(proxy=f"http://user:{SECRET}@p:1")
+    assert SECRET not in repr(options) and SECRET not in str(options)

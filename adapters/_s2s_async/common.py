@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from s2s_core.errors import S2SError
@@ -38,7 +38,7 @@ class ClientOptions:
     ping_timeout: float | None = 20.0
     max_message_size: int | None = 16 * 2**20
     queue_size: int = 256
-    proxy: str | None = None  # "http://user:pass@host:port", socks5://...: s2s_core.proxy
+    proxy: str | None = field(default=None, repr=False)  # "http://user:pass@host:port": never shown
     trust_env: bool = True  # read HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY
 
 
