@@ -56,7 +56,8 @@ class ClientBase:
         self.options = options
         self._rest = RestSettings.for_s2s_url(
             self.url, api_key, ssl_context=options.ssl_context,
-            timeout=options.connect_timeout, extra_headers=options.extra_headers)
+            timeout=options.connect_timeout, proxy=options.proxy, trust_env=options.trust_env,
+            extra_headers=options.extra_headers)
 
     def __repr__(self) -> str:
         auth = "api_key=***" if self._api_key is not None else "token=***"

@@ -817,12 +817,14 @@ class ServerConnection(_Base):
         self._outbox.append(parser.send(h11.EndOfMessage()) or b"")
         self._finish(1006, "", None)
 
-    def reject(self, status: int, body: bytes = b"") -> None:
-        """Refuse the upgrade with an HTTP status."""
+    def reject(self, status: int, body: bytes = b"",
+               headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        """Refuse the upgrade with an HTTP status (and extra headers, e.g. Retry-After)."""
         if self.request is None or self.state is not ConnectionState.CONNECTING:
             raise LocalProtocolError("no upgrade request to reject")
         self._outbox.append(self._handshake.send(RejectConnection(
-            status_code=status, headers=[(b"content-length", str(len(body)).encode())],
+            status_code=status,
+            headers=[(b"content-length", str(len(body)).encode()), *headers],
             has_body=True)))
         self._outbox.append(self._handshake.send(RejectData(data=body, body_finished=True)))
         self._finish(1006, "", None)

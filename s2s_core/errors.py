@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ._retry_after import retry_after_seconds
+
 __all__ = [
     "S2SError",
     "InvalidSetup",
@@ -36,9 +38,26 @@ class S2SError(Exception):
     Attributes:
         partial_result: What a request had received before it failed (an
             ``S2SResult``), when the error ended a request; else None.
+        retry_after: Seconds the server asked to wait before trying again
+            (an HTTP ``Retry-After``), when it said; else None.
+        attempts: When a retry policy ran, every attempt it made (this
+            error ended the last one): ``s2s_core.retry.Attempt`` records.
     """
 
     partial_result: Any = None
+    retry_after: float | None = None
+    attempts: tuple[Any, ...] = ()
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying again may succeed (``s2s_core.retry.classify`` is not FINAL).
+
+        Read from the one table in ``s2s_core.retry``, by code and status,
+        never by message text.
+        """
+        from .retry import ErrorClass, classify  # retry imports this module
+
+        return classify(self) is not ErrorClass.FINAL
 
 
 class InvalidSetup(S2SError, ValueError):
@@ -97,8 +116,6 @@ class ServerError(S2SError):
         client_req_id: The multiplexing id the error was scoped to, if any.
     """
 
-    retryable = False
-
     def __init__(
         self,
         message: str,
@@ -125,8 +142,6 @@ class PolicyViolation(ServerError):
 
 class InternalServerError(ServerError):
     """Error 1011: the server failed; retry on a new connection with backoff."""
-
-    retryable = True
 
 
 _SERVER_ERRORS: dict[int, type[ServerError]] = {
@@ -156,8 +171,6 @@ class ConnectionClosedError(S2SError):
         reason: The close reason received.
     """
 
-    retryable = True
-
     def __init__(self, code: int, reason: str = "", detail: str | None = None) -> None:
         text = f"connection closed with code {code}"
         if reason:
@@ -172,8 +185,6 @@ class ConnectionClosedError(S2SError):
 class ConnectError(S2SError, ConnectionError):
     """The transport could not be opened (refused, unreachable, TLS verification)."""
 
-    retryable = True
-
 
 class HandshakeRejected(S2SError):
     """The server (or a proxy) refused the WebSocket upgrade.
@@ -182,6 +193,7 @@ class HandshakeRejected(S2SError):
         status: The HTTP status code.
         headers: The response headers.
         body: The response body (possibly truncated at the handshake limit).
+        retry_after: The ``Retry-After`` header in seconds (429, 503), or None.
     """
 
     def __init__(self, status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> None:
@@ -190,6 +202,7 @@ class HandshakeRejected(S2SError):
         self.status = status
         self.headers = list(headers)
         self.body = body
+        self.retry_after = retry_after_seconds(self.headers)
 
 
 class S2STimeoutError(S2SError, TimeoutError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, TypedDict
 
 __all__ = [
@@ -80,6 +80,8 @@ class OptionKwargs(TypedDict, total=False):
     ping_timeout: float | None
     max_message_size: int | None
     queue_size: int
+    proxy: str | None
+    trust_env: bool
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,10 @@ class ClientOptions:
         ping_timeout: Seconds to wait for a pong (``KeepaliveTimeout``).
         max_message_size: Largest message accepted, bytes (``MessageTooBig``).
         queue_size: Events buffered per request before reading pauses.
+        proxy: ``http://user:pass@host:port`` or ``socks5://...`` to tunnel
+            through (never shown in a repr or an error).
+        trust_env: With no ``proxy``, read ``HTTPS_PROXY``/``HTTP_PROXY``/
+            ``ALL_PROXY``/``NO_PROXY`` (``s2s_core.proxy.proxy_for``).
     """
 
     ssl_context: ssl.SSLContext | None = None
@@ -110,6 +116,8 @@ class ClientOptions:
     ping_timeout: float | None = PING_TIMEOUT_S
     max_message_size: int | None = MAX_MESSAGE_SIZE
     queue_size: int = QUEUE_SIZE
+    proxy: str | None = field(default=None, repr=False)
+    trust_env: bool = True
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:

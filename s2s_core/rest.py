@@ -173,7 +173,11 @@ class RestError(S2SError):
         self.url = url
         self.status = status
         self.detail = detail
-        self.retryable = status == 429 or status >= 500
+
+    @property
+    def retryable(self) -> bool:
+        """429 and 5xx may clear (the calls are idempotent GETs)."""
+        return self.status == 429 or self.status >= 500
 
     @staticmethod
     def _describe(endpoint: str, url: str, status: int, detail: str) -> str:

@@ -27,7 +27,7 @@ from .protocol import ProtocolState
 from .setup import Setup
 
 __all__ = ["Engine", "EngineFactory", "Fault", "FaultPlan", "ServerConfig", "ServerSession",
-           "loopback_engine"]
+           "loopback_engine", "SETUP_REFUSALS", "UPGRADE_REFUSALS"]
 
 
 class Engine(Protocol):
@@ -81,10 +81,35 @@ class Fault(enum.Enum):
     """Send a ping before every message (valid)."""
     UNKNOWN_TYPES = "unknown_types"
     """Send unknown message types between messages (valid)."""
+    # Refusals, as the service refuses (for retry policies); each hits the first
+    # ``FaultPlan.times`` setups or upgrades of the server (all when None), then
+    # the server serves normally.
+    REFUSE_1011 = "refuse_1011"
+    """Answer setup with error 1011 "No worker available", then close 1011."""
+    REFUSE_1008 = "refuse_1008"
+    """Answer setup with error 1008 (the account's concurrency cap), then close 1008."""
+    REFUSE_1003 = "refuse_1003"
+    """Answer setup with error 1003 (unknown model), then close 1003."""
+    CLOSE_1008 = "close_1008"
+    """After the upgrade, a bare close 1008 "No authentication provided." (no error)."""
+    HTTP_429 = "http_429"
+    """Refuse the upgrade with HTTP 429 and ``Retry-After: FaultPlan.retry_after``."""
+    HTTP_503 = "http_503"
+    """Refuse the upgrade with HTTP 503 (``Retry-After`` too unless it is None)."""
 
 
 BENIGN_FAULTS = frozenset((Fault.SLOW_OUTPUT, Fault.FRAGMENTED, Fault.PINGS, Fault.UNKNOWN_TYPES))
 """Faults after which a correct client still gets a complete result."""
+
+SETUP_REFUSALS: dict[Fault, tuple[int, str]] = {
+    Fault.REFUSE_1011: (1011, "No worker available, please retry later."),
+    Fault.REFUSE_1008: (1008, "Concurrency limit reached for this account."),
+    Fault.REFUSE_1003: (1003, "Unknown model: {model}"),
+}
+"""Error code and message of each setup refusal (``{model}``: the setup's model_name)."""
+
+UPGRADE_REFUSALS = frozenset((Fault.CLOSE_1008, Fault.HTTP_429, Fault.HTTP_503))
+"""Refusals that happen at the WebSocket upgrade."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +120,10 @@ class FaultPlan:
     after_messages: int = 3
     slow_delay_s: float = 0.02
     oversized_bytes: int = 2 * 2**20
+    times: int | None = None
+    """Refusals only: how many setups (or upgrades) are refused; None: all."""
+    retry_after: str | None = "1"
+    """HTTP_429 / HTTP_503 only: the ``Retry-After`` value (None: no header)."""
 
 
 @dataclass
@@ -108,6 +137,8 @@ class ServerConfig:
         idle_timeout_s: Close a socket with nothing received for this long.
         engine_factory: Builds each request's engine.
         fault: A fault to inject on every connection (tests only).
+        connections: Upgrade requests received so far (counted, tests read it).
+        refusals: Refusals made so far by the fault plan.
     """
 
     api_keys: frozenset[str] | None = None
@@ -116,6 +147,18 @@ class ServerConfig:
     idle_timeout_s: float = 300.0
     engine_factory: EngineFactory = loopback_engine
     fault: FaultPlan | None = None
+    connections: int = 0
+    refusals: int = 0
+
+    def take_refusal(self, kinds: frozenset[Fault] | dict[Fault, tuple[int, str]]) -> Fault | None:
+        """The planned refusal, if it is one of ``kinds`` and not used up (counts it)."""
+        plan = self.fault
+        if plan is None or plan.fault not in kinds:
+            return None
+        if plan.times is not None and self.refusals >= plan.times:
+            return None
+        self.refusals += 1
+        return plan.fault
 
 
 class _Request:
@@ -131,9 +174,11 @@ class _Request:
 class ServerSession:
     """The local server's logic for one connection (pure; see module doc)."""
 
-    def __init__(self, conn: ServerConnection, config: ServerConfig, now: float) -> None:
+    def __init__(self, conn: ServerConnection, config: ServerConfig, now: float, *,
+                 engine_factory: EngineFactory | None = None) -> None:
         self.conn = conn
         self.config = config
+        self._engine_factory = engine_factory or config.engine_factory
         self.abort_transport = False
         self._requests: dict[str | None, _Request] = {}
         self._outbox: deque[tuple[float, bytes | Callable[[], None]]] = deque()
@@ -182,6 +227,9 @@ class ServerSession:
     # -- handlers --
 
     def _on_upgrade(self, request: UpgradeRequest, now: float) -> None:
+        self.config.connections += 1
+        if self._refuse_upgrade(now):
+            return
         self.conn.accept(now=now)
         if not self._authorized(request):
             self.conn.send_message(self.conn.protocol.send_error(
@@ -201,10 +249,34 @@ class ServerSession:
             return True
         return False
 
+    def _refuse_upgrade(self, now: float) -> bool:
+        """Apply a planned upgrade refusal; True when it replaced the normal answer."""
+        fault = self.config.take_refusal(UPGRADE_REFUSALS)
+        if fault is None:
+            return False
+        plan = self.config.fault
+        assert plan is not None
+        if fault is Fault.CLOSE_1008:
+            self.conn.accept(now=now)
+            self.conn.close(1008, "No authentication provided.", now=now)
+            return True
+        headers = [] if plan.retry_after is None else [(b"retry-after",
+                                                        plan.retry_after.encode())]
+        status, body = (429, b"Too Many Requests") if fault is Fault.HTTP_429 else (
+            503, b"Service Unavailable")
+        self.conn.reject(status, body, headers)
+        return True
+
     def _on_setup(self, setup: Setup, now: float) -> None:
         rid = setup.client_req_id
+        refusal = self.config.take_refusal(SETUP_REFUSALS)
+        if refusal is not None:
+            code, message = SETUP_REFUSALS[refusal]
+            self._fail_request(rid, code, message.format(model=setup.model_name),
+                               closes=True, now=now)
+            return
         try:
-            engine = self.config.engine_factory(setup, self.config.max_audio_s)
+            engine = self._engine_factory(setup, self.config.max_audio_s)
         except EngineError as exc:
             self._fail_request(rid, exc.code, exc.message, closes=not setup.reuses_socket,
                                now=now)
@@ -300,6 +372,8 @@ class ServerSession:
             return False
         conn = self.conn
         fault = plan.fault
+        if fault in SETUP_REFUSALS or fault in UPGRADE_REFUSALS:
+            return False  # applied at setup or upgrade, not to output
         if fault is Fault.FRAGMENTED:
             third = max(len(message) // 3, 1)
             conn.send_frame(Opcode.TEXT, message[:third], fin=False)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Any, Protocol
 
+from s2s_core.proxy import ProxyConfig
 from s2s_core.urls import WebSocketTarget
 
 
@@ -63,8 +64,17 @@ class Backend(Protocol):
     def transport_errors(self) -> tuple[type[BaseException], ...]:
         """Exceptions of a broken transport (reset, closed, TLS failure)."""
         ...
-    async def connect(self, target: WebSocketTarget,
-                      ssl_context: ssl.SSLContext | None) -> Any: ...
+    async def connect(self, target: WebSocketTarget, ssl_context: ssl.SSLContext | None,
+                      proxy: ProxyConfig | None = None) -> Any:
+        """A byte stream to ``target``: TCP (through ``proxy``'s tunnel when given), then TLS
+        with the service's host name when ``ssl_context`` is given.
+
+        Raises:
+            ProxyError: The proxy was unreachable or refused the tunnel.
+            ConnectTimeout: The proxy did not open the tunnel in time.
+            OSError: (or another of ``transport_errors``) the socket or TLS failed.
+        """
+        ...
 
     async def send_all(self, stream: Any, data: bytes) -> None: ...
 

@@ -19,6 +19,7 @@ from typing import Any
 from s2s_core.connection import ClientConnection, ConnectionState
 from s2s_core.errors import ConnectError, ConnectionClosedError, ConnectTimeout, S2SError
 from s2s_core.options import LAST_WORDS_S, READ_SIZE, ClientOptions
+from s2s_core.proxy import proxy_for
 from s2s_core.request_table import RequestHandle, RequestTable
 from s2s_core.setup import Setup
 from s2s_core.urls import parse_ws_url
@@ -293,14 +294,20 @@ async def _connect(backend: Backend, url: str, *, api_key: str | None, token: st
                    options: ClientOptions) -> Connection:
     """TCP, TLS, the upgrade, within ``connect_timeout``; then the tasks start.
 
+    ``options.proxy`` (else, with ``options.trust_env``, the proxy
+    environment variables) chooses a proxy to tunnel through
+    (``s2s_core.proxy.proxy_for``).
+
     Raises:
-        ConnectError: The socket or TLS could not be opened.
+        ConnectError: The socket or TLS could not be opened (``ProxyError``:
+            the proxy refused).
         ConnectTimeout: It took more than ``connect_timeout``.
         HandshakeRejected: The server refused the upgrade.
         ServerError: The server refused the credentials (error, then close).
         ConnectionClosedError: The connection ended during the upgrade.
     """
     target = parse_ws_url(url, token=token)
+    proxy = proxy_for(url, proxy=options.proxy, trust_env=options.trust_env)
     ssl_context = options.ssl_context
     if target.secure and ssl_context is None:
         ssl_context = ssl.create_default_context()
@@ -312,7 +319,10 @@ async def _connect(backend: Backend, url: str, *, api_key: str | None, token: st
     stream = None
     with backend.move_on_at(math.inf if timeout is None else now + timeout) as scope:
         try:
-            stream = await backend.connect(target, ssl_context if target.secure else None)
+            stream = await backend.connect(target, ssl_context if target.secure else None,
+                                           proxy)
+        except ConnectError:
+            raise  # a proxy's refusal, already typed (ProxyError is an OSError too)
         except backend.transport_errors as exc:
             raise ConnectError(f"cannot connect to {target.host_header}: "
                                f"{_describe(exc)}") from exc

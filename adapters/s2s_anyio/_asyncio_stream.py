@@ -11,11 +11,14 @@ more than ``_HIGH_WATER`` bytes wait unread.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable
 
 import anyio
+
+from s2s_core.proxy import NO_TUNNEL_TIMEOUT, TUNNEL_ERRORS, ProxyConfig, tunnel_args, tunnel_error
 
 __all__ = ["AsyncioByteStream", "open_asyncio_stream"]
 
@@ -154,12 +157,36 @@ class AsyncioByteStream(asyncio.Protocol):
             waiter.set_result(None)
 
 
-async def open_asyncio_stream(host: str, port: int,
-                              ssl_context: ssl.SSLContext | None) -> AsyncioByteStream:
-    """Connect (happy eyeballs across addresses; TLS when ``ssl_context`` is given)."""
+async def open_asyncio_stream(host: str, port: int, ssl_context: ssl.SSLContext | None,
+                              proxy: ProxyConfig | None = None) -> AsyncioByteStream:
+    """Connect (happy eyeballs across addresses; TLS when ``ssl_context`` is given).
+
+    Through ``proxy`` when given: python-socks opens the tunnel, then TLS to
+    ``host`` runs inside it (SNI and verification name the service).
+    """
     loop = asyncio.get_running_loop()
-    _, protocol = await loop.create_connection(
-        lambda: AsyncioByteStream(loop), host, port, ssl=ssl_context,
-        server_hostname=host if ssl_context is not None else None,
-        happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY)
+    server_hostname = host if ssl_context is not None else None
+    if proxy is None:
+        _, protocol = await loop.create_connection(
+            lambda: AsyncioByteStream(loop), host, port, ssl=ssl_context,
+            server_hostname=server_hostname, happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY)
+        return protocol
+    sock = await _tunnel(proxy, host, port)
+    try:
+        _, protocol = await loop.create_connection(
+            lambda: AsyncioByteStream(loop), sock=sock, ssl=ssl_context,
+            server_hostname=server_hostname)
+    except BaseException:
+        sock.close()
+        raise
     return protocol
+
+
+async def _tunnel(proxy: ProxyConfig, host: str, port: int) -> socket.socket:
+    """A socket connected to ``host:port`` through ``proxy`` (python-socks' asyncio flavour)."""
+    from python_socks.async_.asyncio import Proxy
+
+    try:
+        return await Proxy(**tunnel_args(proxy)).connect(host, port, timeout=NO_TUNNEL_TIMEOUT)
+    except TUNNEL_ERRORS as exc:
+        raise tunnel_error(exc, proxy, host, port) from exc

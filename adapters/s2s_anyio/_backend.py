@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 import anyio
 import anyio.lowlevel
 
+from s2s_core.proxy import ProxyConfig
 from s2s_core.urls import WebSocketTarget
 
 from ._asyncio_stream import open_asyncio_stream
@@ -34,14 +35,15 @@ class AnyioBackend:
             return _TRANSPORT_ERRORS
         return (*_TRANSPORT_ERRORS, trio.BrokenResourceError, trio.ClosedResourceError)
 
-    async def connect(self, target: WebSocketTarget, ssl_context: ssl.SSLContext | None) -> Any:
+    async def connect(self, target: WebSocketTarget, ssl_context: ssl.SSLContext | None,
+                      proxy: ProxyConfig | None = None) -> Any:
         # The running library's own streams: anyio's wrappers cost a loop
         # round-trip per send on asyncio, and a layer per call on trio.
         if not running_on_asyncio():
             from s2s_trio._backend import BACKEND as TRIO  # anyio's other backend is trio
 
-            return await TRIO.connect(target, ssl_context)
-        return await open_asyncio_stream(target.host, target.port, ssl_context)
+            return await TRIO.connect(target, ssl_context, proxy)
+        return await open_asyncio_stream(target.host, target.port, ssl_context, proxy)
 
     async def send_all(self, stream: Any, data: bytes) -> None:
         await stream.send_all(data)

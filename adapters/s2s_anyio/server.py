@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import math
 import ssl
 import time
@@ -87,7 +86,6 @@ async def serve(host: str = "127.0.0.1", port: int = 8765, *,
         raise TypeError("pass either config or its arguments, not both")
     if rest is None:
         rest = LocalRest()
-    config = dataclasses.replace(config, engine_factory=rest.metered(config.engine_factory))
     if running_on_asyncio():
         await _serve_asyncio(host, port, config, rest, ssl_context, task_status)
         return
@@ -191,7 +189,9 @@ class _Peer:
         self.rest = rest
         now = anyio.current_time()
         self.conn = ServerConnection(now=now)
-        self.session = ServerSession(self.conn, config, now)
+        # Engines charge the REST ledger; the config (its counters) stays the caller's.
+        self.session = ServerSession(self.conn, config, now,
+                                     engine_factory=rest.metered(config.engine_factory))
         self.lock = Mutex(BACKEND)
         self.wakeup = anyio.Event()
         self.timer_deadline = math.inf  # what the timer task sleeps until

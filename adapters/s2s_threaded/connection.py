@@ -27,6 +27,7 @@ from s2s_core.connection import ClientConnection, ConnectionState
 from s2s_core.errors import ConnectionClosedError, S2SError
 from s2s_core.events import Closed
 from s2s_core.options import LAST_WORDS_S, READ_SIZE, THREAD_JOIN_S, ClientOptions
+from s2s_core.proxy import proxy_for
 from s2s_core.request_table import RequestHandle, RequestTable
 from s2s_core.setup import Setup
 from s2s_core.urls import parse_ws_url
@@ -347,7 +348,9 @@ class OpenConnection:
 
 def _connect(url: str, *, api_key: str | None, token: str | None,
              options: ClientOptions) -> Connection:
-    """Open the socket and run the upgrade; the reader thread starts.
+    """Open the socket (through the proxy ``options`` choose) and run the upgrade.
+
+    The reader thread starts.
 
     Raises:
         S2SError: See ``connect_websocket``.
@@ -359,8 +362,9 @@ def _connect(url: str, *, api_key: str | None, token: str | None,
     core = ClientConnection(url, api_key=api_key, token=token, now=time.monotonic(),
                             **options.connection_kwargs())
     table = RequestTable(core, queue_size=options.queue_size)
+    proxy = proxy_for(url, proxy=options.proxy, trust_env=options.trust_env)
     sock = connect_websocket(table, target, ssl_context if target.secure else None,
-                             options.connect_timeout)
+                             options.connect_timeout, proxy)
     conn = Connection(sock, table)
     conn._start()
     return conn

@@ -9,6 +9,7 @@ import time
 from s2s_core.connection import ConnectionState
 from s2s_core.errors import ConnectError, ConnectTimeout
 from s2s_core.options import LAST_WORDS_S, READ_SIZE
+from s2s_core.proxy import NO_TUNNEL_TIMEOUT, TUNNEL_ERRORS, ProxyConfig, tunnel_args, tunnel_error
 from s2s_core.request_table import RequestTable
 from s2s_core.urls import WebSocketTarget
 
@@ -17,15 +18,18 @@ __all__ = ["connect_websocket"]
 
 def connect_websocket(table: RequestTable, target: WebSocketTarget,
                       ssl_context: ssl.SSLContext | None,
-                      connect_timeout: float | None) -> socket.socket:
+                      connect_timeout: float | None,
+                      proxy: ProxyConfig | None = None) -> socket.socket:
     """Open ``target`` and run ``core``'s upgrade; return the socket in blocking mode.
 
     The core is ``table.connection``; a transport failure during the upgrade
-    becomes its close error.
+    becomes its close error. With ``proxy``, TCP goes through its tunnel and
+    TLS to the service runs inside it (SNI and verification name the service).
 
     Raises:
         ConnectError: The socket or TLS could not be opened (refused,
             unreachable, certificate not verified).
+        ProxyError: The proxy was unreachable or refused the tunnel.
         ConnectTimeout: TCP + TLS + upgrade took more than ``connect_timeout``.
         HandshakeRejected: The server refused the upgrade.
         ServerError: The server sent an error (e.g. 1008, bad key) and closed.
@@ -33,7 +37,7 @@ def connect_websocket(table: RequestTable, target: WebSocketTarget,
     """
     deadline = None if connect_timeout is None else time.monotonic() + connect_timeout
     try:
-        sock = socket.create_connection((target.host, target.port), timeout=_left(deadline))
+        sock = _open_tcp(target, proxy, deadline)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if ssl_context is not None:
@@ -46,6 +50,8 @@ def connect_websocket(table: RequestTable, target: WebSocketTarget,
     except TimeoutError as exc:
         raise ConnectTimeout(f"connecting to {target.host_header} took more than "
                              f"{connect_timeout} s") from exc
+    except ConnectError:
+        raise  # a proxy's refusal, already typed
     except OSError as exc:  # ssl.SSLError is an OSError too
         raise ConnectError(f"cannot connect to {target.host_header}: {exc}") from exc
     closed = table.closed
@@ -57,6 +63,21 @@ def connect_websocket(table: RequestTable, target: WebSocketTarget,
     # Timeouts are per-socket state; once other threads share it, it must block.
     sock.settimeout(None)
     return sock
+
+
+def _open_tcp(target: WebSocketTarget, proxy: ProxyConfig | None,
+              deadline: float | None) -> socket.socket:
+    """TCP to ``target``, direct or through ``proxy`` (python-socks' sync flavour)."""
+    if proxy is None:
+        return socket.create_connection((target.host, target.port), timeout=_left(deadline))
+    from python_socks.sync import Proxy
+
+    try:
+        left = _left(deadline)
+        return Proxy(**tunnel_args(proxy)).connect(
+            target.host, target.port, timeout=NO_TUNNEL_TIMEOUT if left is None else left)
+    except TUNNEL_ERRORS as exc:
+        raise tunnel_error(exc, proxy, target.host, target.port) from exc
 
 
 def _upgrade(table: RequestTable, sock: socket.socket, deadline: float | None) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import trio
 
+from s2s_core.proxy import NO_TUNNEL_TIMEOUT, TUNNEL_ERRORS, ProxyConfig, tunnel_args, tunnel_error
 from s2s_core.urls import WebSocketTarget
 
 
@@ -20,8 +21,14 @@ class TrioBackend:
     transport_errors: tuple[type[BaseException], ...] = (
         OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError)
 
-    async def connect(self, target: WebSocketTarget, ssl_context: ssl.SSLContext | None) -> Any:
-        stream: trio.abc.Stream = await trio.open_tcp_stream(target.host, target.port)
+    async def connect(self, target: WebSocketTarget, ssl_context: ssl.SSLContext | None,
+                      proxy: ProxyConfig | None = None) -> Any:
+        stream: trio.abc.Stream
+        if proxy is None:
+            stream = await trio.open_tcp_stream(target.host, target.port)
+        else:
+            stream = trio.SocketStream(await _tunnel(proxy, target))
+        # TLS to the service inside the tunnel: SNI and verification name the service.
         if ssl_context is not None:
             tls = trio.SSLStream(stream, ssl_context, server_hostname=target.host,
                                  https_compatible=False)
@@ -95,6 +102,15 @@ class TrioBackground:
 
     def cancel(self) -> None:
         self._scope.cancel()
+async def _tunnel(proxy: ProxyConfig, target: WebSocketTarget) -> trio.socket.SocketType:
+    """A socket connected to ``target`` through ``proxy`` (python-socks' trio flavour)."""
+    from python_socks.async_.trio import Proxy
+
+    try:
+        return await Proxy(**tunnel_args(proxy)).connect(target.host, target.port,
+                                                         timeout=NO_TUNNEL_TIMEOUT)
+    except TUNNEL_ERRORS as exc:
+        raise tunnel_error(exc, proxy, target.host, target.port) from exc
 
 
 BACKEND = TrioBackend()
