@@ -25,7 +25,24 @@ from .audio_input import Chunk, InputChunker, Pacer
 from .errors import LocalProtocolError
 from .options import WRITE_BATCH_BYTES
 
-__all__ = ["InputFeeder", "Step", "FeedStep"]
+__all__ = ["InputFeeder", "Step", "FeedStep", "replayable"]
+
+
+def replayable(audio: object) -> bool:
+    """Whether an input source can be sent again from its start (for a retry).
+
+    Buffers and arrays can; so can iterables that give a fresh iterator each
+    time (lists, tuples, custom iterables). An iterator or a generator (sync
+    or async) is one-shot: it can be retried only before anything was
+    pulled from it.
+    """
+    if isinstance(audio, (bytes, bytearray, memoryview, np.ndarray)):
+        return True
+    if hasattr(audio, "__aiter__"):
+        return audio.__aiter__() is not audio
+    if hasattr(audio, "__iter__"):
+        return iter(audio) is not audio
+    return False
 
 
 class Step(enum.Enum):

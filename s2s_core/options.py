@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, TypedDict
 
+from .retry import RetryPolicy
+
 __all__ = [
     "ClientOptions",
     "OptionKwargs",
@@ -82,6 +84,7 @@ class OptionKwargs(TypedDict, total=False):
     queue_size: int
     proxy: str | None
     trust_env: bool
+    retry: RetryPolicy | None
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,10 @@ class ClientOptions:
             through (never shown in a repr or an error).
         trust_env: With no ``proxy``, read ``HTTPS_PROXY``/``HTTP_PROXY``/
             ``ALL_PROXY``/``NO_PROXY`` (``s2s_core.proxy.proxy_for``).
+        retry: How ``S2SClient`` calls retry transient failures
+            (``s2s_core.retry``); None turns retries off. Only what the
+            caller cannot notice is retried: ``s2s`` (its result is whole or
+            nothing), ``s2s_stream`` and ``s2s_realtime`` until ready.
     """
 
     ssl_context: ssl.SSLContext | None = None
@@ -118,6 +125,7 @@ class ClientOptions:
     queue_size: int = QUEUE_SIZE
     proxy: str | None = field(default=None, repr=False)
     trust_env: bool = True
+    retry: RetryPolicy | None = field(default_factory=RetryPolicy)
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:

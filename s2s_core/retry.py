@@ -30,7 +30,9 @@ is retried up to ``max_attempts`` attempts in all; a TRANSIENT_CAPPED error
 ends, but also a bad key or no credits, which never clear: the frame does
 not tell them apart) is retried as long as the total budget allows, whatever
 ``max_attempts`` says; ``caps`` bounds the retries per kind (``"1011"``: 2,
-since 1011 also means an unknown voice id); no retry starts past
+since 1011 also means an unknown voice id; ``"1008"``: 3, so a bad key or
+spent credits fail within seconds, not after the whole budget; a TLS
+certificate that fails verification is final); no retry starts past
 ``total_budget_s`` after the first attempt. The delay is exponential backoff
 with full jitter (uniform in ``[0, min(max_delay_s, base_delay_s * 2**n)]``
 for the n-th retry), or the server's ``Retry-After`` when longer. Each
@@ -46,6 +48,7 @@ import contextlib
 import enum
 import logging
 import random
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -176,6 +179,8 @@ TABLE: tuple[Rule, ...] = (
          "refused, TTL expired)"),
     Rule("proxy", (None,), _T, "proxy", "proxy unreachable, or it hung up"),
     Rule("proxy", (), _F, "proxy-final", "SOCKS: not allowed, unsupported command or address"),
+    Rule("tls", (), _F, "tls-verify",
+         "the service's certificate could not be verified: a retry cannot fix it"),
     Rule("failure", (ConnectError,), _T, "connect",
          "cannot open the socket or TLS (refused, unreachable, reset)"),
     Rule("failure", (CloseTimeout,), _F, "close-timeout",
@@ -190,7 +195,19 @@ TABLE: tuple[Rule, ...] = (
 
 _BY_SOURCE: dict[str, tuple[Rule, ...]] = {
     source: tuple(rule for rule in TABLE if rule.source == source)
-    for source in ("server error", "close", "upgrade", "proxy", "failure")}
+    for source in ("server error", "close", "upgrade", "proxy", "tls", "failure")}
+
+
+def _certificate_refused(error: BaseException) -> bool:
+    """The TLS peer's certificate failed verification (somewhere down the causes)."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 @dataclass(frozen=True)
@@ -223,6 +240,8 @@ def classify_detail(error: BaseException) -> Classification:
         source, value = "upgrade", error.status
     elif isinstance(error, ProxyError):
         source, value = "proxy", error.status
+    elif _certificate_refused(error):
+        source, value = "tls", error
     else:
         source, value = "failure", error
     for rule in _BY_SOURCE[source]:
@@ -291,7 +310,8 @@ class RetryPolicy:
     base_delay_s: float = 0.5
     max_delay_s: float = 8.0
     total_budget_s: float = 30.0
-    caps: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({"1011": 2}))
+    caps: Mapping[str, int] = field(
+        default_factory=lambda: MappingProxyType({"1011": 2, "1008": 3}))
     jitter: Literal["full", "none"] = "full"
 
     def __post_init__(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 
 import pytest
 
@@ -56,6 +57,12 @@ def proxy(status: int | None) -> ProxyError:
 
 
 # (error, class, TABLE key): at least one example of every row.
+def _certificate_failure() -> ConnectError:
+    error = ConnectError("cannot connect to h:443: certificate verify failed")
+    error.__cause__ = ssl.SSLCertVerificationError("certificate verify failed")
+    return error
+
+
 EXAMPLES: list[tuple[BaseException, ErrorClass, str]] = [
     (ProtocolViolation("Session not found", 1002), F, "1002"),
     (server_error_for("unknown model 'x'", 1003), F, "1003"),
@@ -99,6 +106,7 @@ EXAMPLES: list[tuple[BaseException, ErrorClass, str]] = [
     (proxy(None), T, "proxy"),
     (proxy(2), F, "proxy-final"),  # SOCKS5: not allowed by ruleset
     (ConnectError("cannot connect: refused"), T, "connect"),
+    (_certificate_failure(), F, "tls-verify"),
     (CloseTimeout("late"), F, "close-timeout"),
     (ConnectTimeout("slow"), T, "timeout"),
     (ReadyTimeout("no ready"), T, "timeout"),
@@ -255,12 +263,20 @@ def test_custom_caps() -> None:
 
 def test_capped_1008_is_bounded_by_time_not_attempts() -> None:
     policy = RetryPolicy(max_attempts=2, base_delay_s=1.0, max_delay_s=1.0,
-                         total_budget_s=5.5, jitter="none")
+                         total_budget_s=5.5, jitter="none", caps={"1011": 2})
     decisions = run(Retrier(policy, start=100.0),
                     [PolicyViolation("Concurrency limit reached", 1008)] * 20, start=100.0)
     # Retries at 1, 2, 3, 4, 5 s; the one that would start at 6 s is past 5.5 s.
     assert [type(d) for d in decisions] == [Retry] * 5 + [GiveUp]
     assert "total budget of 5.5 s" in decisions[-1].reason  # type: ignore[union-attr]
+
+
+def test_default_policy_gives_up_on_1008_after_three_retries() -> None:
+    # A bad key and spent credits are 1008 too: they must fail within seconds.
+    decisions = run(Retrier(RetryPolicy(jitter="none"), start=0.0),
+                    [PolicyViolation("Invalid or expired API key", 1008)] * 10)
+    assert [type(d) for d in decisions] == [Retry] * 3 + [GiveUp]
+    assert sum(d.delay_s for d in decisions if isinstance(d, Retry)) <= 3.5
 
 
 def test_budget_is_never_exceeded() -> None:

@@ -23,6 +23,7 @@ from s2s_core.errors import (
     ServerError,
 )
 from s2s_core.events import Closed, ErrorMessage, Ready
+from s2s_core.options import ClientOptions
 from s2s_core.retry import ErrorClass, classify
 from s2s_core.server_session import Fault, FaultPlan, ServerConfig, ServerSession
 from s2s_core.setup import Setup
@@ -112,7 +113,9 @@ THREADED = harness_for("threaded")
 
 
 def s2s(url: str) -> Any:
-    return THREADED.s2s(url, SETUP, AUDIO, pace=None, trailing_silence_s=0.0)
+    # One attempt per call: these tests count the server's refusals, not retries.
+    return THREADED.s2s(url, SETUP, AUDIO, pace=None, trailing_silence_s=0.0,
+                        options=ClientOptions(retry=None))
 
 
 def test_1011_for_the_first_two_setups_then_normal() -> None:

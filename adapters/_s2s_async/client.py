@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -11,9 +11,10 @@ from s2s_core.audio_input import InputChunker
 from s2s_core.client_base import ClientBase, SetupLike, StreamInfo
 from s2s_core.errors import InvalidAudio, S2SError
 from s2s_core.events import Audio, ServerEvent
-from s2s_core.feeder import InputFeeder, Step
+from s2s_core.feeder import InputFeeder, Step, replayable
 from s2s_core.options import TRAILING_SILENCE_S
 from s2s_core.results import S2SResult
+from s2s_core.retry import GiveUp, Retrier, RetryPolicy
 from s2s_core.setup import Setup
 
 from .backend import Backend, Background
@@ -105,12 +106,14 @@ class OpenStream:
     """``async with client.s2s_stream(...) as stream``: the input flows in the background.
 
     On entry: connect (unless given a connection), send setup, start sending
-    the input (paced), wait for ready. On exit: stop sending, close.
+    the input (paced), wait for ready; a transient failure until then is
+    retried as ``retry`` says (a one-shot source only if nothing was pulled
+    from it yet). On exit: stop sending, close.
     """
 
-    def __init__(self, client: S2SClient, setup: Setup, chunker: InputChunker,
+    def __init__(self, client: S2SClient, setup: Setup, chunker: Callable[[], InputChunker],
                  audio: AudioSource, *, pace: float | None, keep_audio: bool,
-                 connection: Connection | None) -> None:
+                 connection: Connection | None, retry: RetryPolicy | None) -> None:
         if pace is not None and pace <= 0:
             raise ValueError(f"pace must be > 0 or None, got {pace}")
         self._client = client
@@ -120,40 +123,63 @@ class OpenStream:
         self._pace = pace
         self._keep_audio = keep_audio
         self._given = connection
+        self._retry = retry
         self._conn: Connection | None = None
         self._feeding: Background | None = None
+        self.source: _Source | None = None
+        """The latest attempt's source (it tells whether anything was pulled)."""
 
     async def __aenter__(self) -> S2SStream:
+        backend = self._client.backend
+        retrier = Retrier(self._retry, start=backend.current_time())
+        while True:
+            try:
+                return await self._attempt()
+            except S2SError as exc:
+                await self._stop()
+                decision = retrier.on_failure(
+                    exc, now=backend.current_time(), output_reached_caller=False,
+                    replayable=self._given is None and self.replayable())
+                if isinstance(decision, GiveUp):
+                    raise
+                await backend.sleep_until(backend.current_time() + decision.delay_s)
+            except BaseException:
+                await self._stop()
+                raise
+
+    def replayable(self) -> bool:
+        """Whether the input can be sent again from its start."""
+        return replayable(self._audio) or (self.source is not None and not self.source.pulled)
+
+    async def _attempt(self) -> S2SStream:
         conn = self._given
         if conn is None:
             conn = self._conn = await self._client.connection().__aenter__()
-        try:
-            request = await conn.start(self._setup, keep_audio=self._keep_audio)
-            backend = conn.backend
-            feeder = InputFeeder(self._chunker, pace=self._pace, now=backend.current_time())
-            self._feeding = backend.start_background(
-                lambda: _feed(request, feeder, self._audio), "s2s-feeder")
-            await request.wait_ready()
-        except BaseException:
-            await self._stop()
-            raise
+        request = await conn.start(self._setup, keep_audio=self._keep_audio)
+        backend = conn.backend
+        feeder = InputFeeder(self._chunker(), pace=self._pace, now=backend.current_time())
+        source = self.source = _Source(self._audio, self.source)
+        self._feeding = backend.start_background(lambda: _feed(request, feeder, source),
+                                                 "s2s-feeder")
+        await request.wait_ready()
         return S2SStream(request)
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self._stop()
 
     async def _stop(self) -> None:
-        if self._feeding is not None:
-            self._feeding.cancel()
-            await self._feeding.done.wait()
-        if self._conn is not None:
-            await self._conn.aclose()
+        feeding, self._feeding = self._feeding, None
+        if feeding is not None:
+            feeding.cancel()
+            await feeding.done.wait()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.aclose()
 
 
-async def _feed(request: Request, feeder: InputFeeder, audio: AudioSource) -> None:
+async def _feed(request: Request, feeder: InputFeeder, source: _Source) -> None:
     """Send the source as the feeder decides, then end_of_stream; stop if the request ends."""
     backend = request._conn.backend
-    source = _Source(audio)
     try:
         while True:
             step = feeder.next_step(backend.current_time())
@@ -191,12 +217,19 @@ async def _fail_input(request: Request, error: S2SError) -> None:
 
 
 class _Source:
-    """Pieces from whatever the caller gave: one buffer, an iterable, an async iterable."""
+    """Pieces from whatever the caller gave: one buffer, an iterable, an async iterable.
 
-    def __init__(self, audio: AudioSource) -> None:
+    A retry makes a new one; a one-shot iterator nothing was pulled from is
+    taken over from the ``previous`` attempt's source as it is.
+    """
+
+    def __init__(self, audio: AudioSource, previous: _Source | None = None) -> None:
         self._sync: Iterator[AudioPiece] | None = None
         self._async: AsyncIterator[AudioPiece] | None = None
-        if isinstance(audio, (bytes, bytearray, memoryview, np.ndarray)):
+        self.pulled = False
+        if previous is not None and not previous.pulled and not replayable(audio):
+            self._sync, self._async = previous._sync, previous._async
+        elif isinstance(audio, (bytes, bytearray, memoryview, np.ndarray)):
             self._sync = iter((audio,))
         elif isinstance(audio, AsyncIterable):
             self._async = aiter(audio)
@@ -204,6 +237,7 @@ class _Source:
             self._sync = iter(audio)
 
     async def next(self) -> AudioPiece | None:
+        self.pulled = True
         if self._sync is not None:
             return next(self._sync, None)
         assert self._async is not None
@@ -222,10 +256,15 @@ class S2SClient(ClientBase, AsyncRestMixin):
     backend: ClassVar[Backend]
 
     def s2s_realtime(self, **setup: Any) -> OpenSession:
-        """A session you drive yourself: ``async with client.s2s_realtime(...) as s2s:``."""
+        """A session you drive yourself: ``async with client.s2s_realtime(...) as s2s:``.
+
+        The session is yielded once ``ready`` came: connect failures and a
+        refused setup before that are retried as ``options.retry`` says (no
+        audio was sent yet). Once it is yours, nothing is retried or replayed.
+        """
         return OpenSession(self.backend, self.url, Setup.from_mapping(setup),
                            api_key=self._api_key, token=self._token, keep_audio=False,
-                           options=self.options)
+                           options=self.options, retry=self.options.retry)
 
     def connection(self) -> OpenConnection:
         """A bare connection for several requests (``await conn.start(setup)``)."""
@@ -255,22 +294,54 @@ class S2SClient(ClientBase, AsyncRestMixin):
             InvalidSetup: The setup is invalid (before anything is sent).
             ValueError: ``pace`` is not positive.
         """
+        return self._stream(setup, audio, sample_rate=sample_rate, pace=pace,
+                            trailing_silence_s=trailing_silence_s, keep_audio=keep_audio,
+                            connection=connection, retry=self.options.retry)
+
+    def _stream(self, setup: SetupLike, audio: AudioSource, *, sample_rate: int | None,
+                pace: float | None, trailing_silence_s: float, keep_audio: bool,
+                connection: Connection | None, retry: RetryPolicy | None) -> OpenStream:
         if not isinstance(setup, Setup):
             setup = Setup.from_mapping(setup)
-        chunker = InputChunker(setup, sample_rate=sample_rate,
-                               trailing_silence_s=trailing_silence_s)
+        checked = setup
+        InputChunker(checked, sample_rate=sample_rate)  # bad arguments fail now, not later
+
+        def chunker() -> InputChunker:
+            return InputChunker(checked, sample_rate=sample_rate,
+                                trailing_silence_s=trailing_silence_s)
+
         return OpenStream(self, setup, chunker, audio, pace=pace, keep_audio=keep_audio,
-                          connection=connection)
+                          connection=connection, retry=retry)
 
     async def s2s(self, setup: SetupLike, audio: AudioSource, sample_rate: int | None = None,
                   *, pace: float | None = 1.0,
                   trailing_silence_s: float = TRAILING_SILENCE_S) -> S2SResult:
         """Translate a whole input and return the whole result.
 
+        Nothing reaches the caller before the result, so any transient
+        failure is retried as ``options.retry`` says (the whole request again,
+        on a new connection), if the input can be replayed.
+
         Raises:
-            S2SError: On any failure, with ``partial_result`` attached.
+            S2SError: On any failure, with ``partial_result`` attached and
+                ``attempts`` listing every attempt.
         """
-        async with self.s2s_stream(setup, audio, sample_rate=sample_rate, pace=pace,
-                                   trailing_silence_s=trailing_silence_s,
-                                   keep_audio=True) as stream:
-            return await stream.result()
+        backend = self.backend
+        retrier = Retrier(self.options.retry, start=backend.current_time())
+        source: _Source | None = None
+        while True:
+            opened = self._stream(setup, audio, sample_rate=sample_rate, pace=pace,
+                                  trailing_silence_s=trailing_silence_s, keep_audio=True,
+                                  connection=None, retry=None)
+            opened.source = source
+            try:
+                async with opened as stream:
+                    return await stream.result()
+            except S2SError as exc:
+                decision = retrier.on_failure(exc, now=backend.current_time(),
+                                              output_reached_caller=False,
+                                              replayable=opened.replayable())
+                if isinstance(decision, GiveUp):
+                    raise
+                source = opened.source
+                await backend.sleep_until(backend.current_time() + decision.delay_s)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from s2s_core.client_base import SessionBase, SetupLike
+from s2s_core.errors import S2SError
 from s2s_core.events import Ready, ServerEvent
 from s2s_core.options import ClientOptions
 from s2s_core.protocol import AudioInput
 from s2s_core.results import S2SResult
+from s2s_core.retry import GiveUp, Retrier, RetryPolicy
 from s2s_core.setup import Setup
 
 from .backend import Backend
@@ -60,21 +62,46 @@ class Session(SessionBase[Connection, Request]):
 class OpenSession:
     """``async with connect(...) as session``: connect and send setup; close on exit.
 
-    The exit (or ``session.aclose()``) may happen in another task.
+    With ``retry`` (what ``S2SClient.s2s_realtime`` passes), the entry also
+    waits for ``ready``, and a transient failure until then (connect,
+    upgrade refusal, refused setup) is retried on a new connection: no audio
+    was sent yet, so nothing is replayed. Without it (``connect``), the
+    session is yielded right after setup is sent. The exit (or
+    ``session.aclose()``) may happen in another task.
     """
 
     def __init__(self, backend: Backend, url: str, setup: SetupLike, *, api_key: str | None,
-                 token: str | None, keep_audio: bool, options: ClientOptions) -> None:
+                 token: str | None, keep_audio: bool, options: ClientOptions,
+                 retry: RetryPolicy | None = None) -> None:
+        self._backend = backend
         self._setup = setup if isinstance(setup, Setup) else Setup.from_mapping(setup)
         self._open = OpenConnection(backend, url, api_key=api_key, token=token,
                                     options=options)
         self._keep_audio = keep_audio
+        self._retry = retry
         self._conn: Connection | None = None
 
     async def __aenter__(self) -> Session:
+        if self._retry is None:
+            return await self._attempt(wait_ready=False)
+        backend = self._backend
+        retrier = Retrier(self._retry, start=backend.current_time())
+        while True:
+            try:
+                return await self._attempt(wait_ready=True)
+            except S2SError as exc:
+                decision = retrier.on_failure(exc, now=backend.current_time(),
+                                              output_reached_caller=False, replayable=True)
+                if isinstance(decision, GiveUp):
+                    raise
+                await backend.sleep_until(backend.current_time() + decision.delay_s)
+
+    async def _attempt(self, *, wait_ready: bool) -> Session:
         conn = self._conn = await self._open.__aenter__()
         try:
             request = await conn.start(self._setup, keep_audio=self._keep_audio)
+            if wait_ready:
+                await request.wait_ready()
         except BaseException:
             await conn.aclose()
             raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Unpack
 
 import numpy as np
@@ -13,9 +13,10 @@ from s2s_core.audio_input import InputChunker
 from s2s_core.client_base import ClientBase, SetupLike, StreamInfo
 from s2s_core.errors import InvalidAudio, S2SError
 from s2s_core.events import Audio, ServerEvent
-from s2s_core.feeder import InputFeeder, Step
+from s2s_core.feeder import InputFeeder, Step, replayable
 from s2s_core.options import TRAILING_SILENCE_S, ClientOptions, OptionKwargs
 from s2s_core.results import S2SResult
+from s2s_core.retry import GiveUp, Retrier, RetryPolicy
 from s2s_core.setup import Setup
 
 from .connection import Connection, OpenConnection
@@ -61,16 +62,35 @@ def open_connection(url: str, *, api_key: str | None = None, token: str | None =
                           options=ClientOptions.from_kwargs(options, **kwargs))
 
 
+class _Source:
+    """Pieces from whatever the caller gave: one buffer or an iterable.
+
+    A retry makes a new one; a one-shot iterator nothing was pulled from is
+    taken over from the ``previous`` attempt's source as it is.
+    """
+
+    def __init__(self, audio: AudioSource, previous: _Source | None = None) -> None:
+        self.pulled = False
+        self._pieces: Iterator[AudioPiece]
+        if previous is not None and not previous.pulled and not replayable(audio):
+            self._pieces = previous._pieces
+        elif isinstance(audio, (bytes, bytearray, memoryview, np.ndarray)):
+            self._pieces = iter((audio,))
+        else:
+            self._pieces = iter(audio)
+
+    def next(self) -> AudioPiece | None:
+        self.pulled = True
+        return next(self._pieces, None)
+
+
 class _InputPump:
     """Sends a stream's input as the core's feeder decides, from the consuming thread."""
 
-    def __init__(self, request: Request, feeder: InputFeeder, audio: AudioSource) -> None:
+    def __init__(self, request: Request, feeder: InputFeeder, source: _Source) -> None:
         self._request = request
         self._feeder = feeder
-        if isinstance(audio, (bytes, bytearray, memoryview, np.ndarray)):
-            self._source: Iterator[AudioPiece] = iter((audio,))
-        else:
-            self._source = iter(audio)
+        self._source = source
         self.due: float | None = -math.inf
         """When the pump must run next (-inf: now; None: all input sent)."""
 
@@ -87,7 +107,7 @@ class _InputPump:
                         self.due = -math.inf  # more may be due: after a look at the events
                         return
                     if kind is Step.NEED_INPUT:
-                        piece = next(self._source, None)
+                        piece = self._source.next()
                         if piece is None:
                             feeder.finish()
                         else:
@@ -178,11 +198,15 @@ class S2SStream(StreamInfo):
 
 
 class OpenStream:
-    """``with client.s2s_stream(...) as stream``: connect (unless given), setup, ready."""
+    """``with client.s2s_stream(...) as stream``: connect (unless given), setup, ready.
 
-    def __init__(self, client: S2SClient, setup: Setup, chunker: InputChunker,
+    A transient failure until ready is retried as ``retry`` says (a one-shot
+    source only if nothing was pulled from it yet).
+    """
+
+    def __init__(self, client: S2SClient, setup: Setup, chunker: Callable[[], InputChunker],
                  audio: AudioSource, *, pace: float | None, keep_audio: bool,
-                 connection: Connection | None) -> None:
+                 connection: Connection | None, retry: RetryPolicy | None) -> None:
         if pace is not None and pace <= 0:
             raise ValueError(f"pace must be > 0 or None, got {pace}")
         self._client = client
@@ -192,26 +216,51 @@ class OpenStream:
         self._pace = pace
         self._keep_audio = keep_audio
         self._given = connection
+        self._retry = retry
         self._open: OpenConnection | None = None
+        self.source: _Source | None = None
+        """The latest attempt's source (it tells whether anything was pulled)."""
 
     def __enter__(self) -> S2SStream:
+        retrier = Retrier(self._retry, start=time.monotonic())
+        while True:
+            try:
+                return self._attempt()
+            except S2SError as exc:
+                self._close(type(exc), exc)
+                decision = retrier.on_failure(
+                    exc, now=time.monotonic(), output_reached_caller=False,
+                    replayable=self._given is None and self.replayable())
+                if isinstance(decision, GiveUp):
+                    raise
+                time.sleep(decision.delay_s)
+            except BaseException as exc:
+                self._close(type(exc), exc)
+                raise
+
+    def replayable(self) -> bool:
+        """Whether the input can be sent again from its start."""
+        return replayable(self._audio) or (self.source is not None and not self.source.pulled)
+
+    def _attempt(self) -> S2SStream:
         conn = self._given
         if conn is None:
             self._open = self._client.connection()
             conn = self._open.__enter__()
-        try:
-            request = conn.start(self._setup, keep_audio=self._keep_audio)
-            feeder = InputFeeder(self._chunker, pace=self._pace, now=time.monotonic())
-            stream = S2SStream(request, _InputPump(request, feeder, self._audio))
-            stream._wait_ready()
-        except BaseException as exc:
-            self.__exit__(type(exc), exc, exc.__traceback__)
-            raise
+        request = conn.start(self._setup, keep_audio=self._keep_audio)
+        feeder = InputFeeder(self._chunker(), pace=self._pace, now=time.monotonic())
+        source = self.source = _Source(self._audio, self.source)
+        stream = S2SStream(request, _InputPump(request, feeder, source))
+        stream._wait_ready()
         return stream
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
-        if self._open is not None:
-            self._open.__exit__(exc_type, *exc_info)
+        self._close(exc_type, None)
+
+    def _close(self, exc_type: type[BaseException] | None, exc: BaseException | None) -> None:
+        opened, self._open = self._open, None
+        if opened is not None:
+            opened.__exit__(exc_type, exc, None)
 
 
 class S2SClient(ClientBase, RestMixin):
@@ -225,9 +274,15 @@ class S2SClient(ClientBase, RestMixin):
     """
 
     def s2s_realtime(self, **setup: Any) -> OpenSession:
-        """A session you drive yourself: ``with client.s2s_realtime(...) as s2s:``."""
+        """A session you drive yourself: ``with client.s2s_realtime(...) as s2s:``.
+
+        The session is yielded once ``ready`` came: connect failures and a
+        refused setup before that are retried as ``options.retry`` says (no
+        audio was sent yet). Once it is yours, nothing is retried or replayed.
+        """
         return OpenSession(self.url, Setup.from_mapping(setup), api_key=self._api_key,
-                           token=self._token, keep_audio=False, options=self.options)
+                           token=self._token, keep_audio=False, options=self.options,
+                           retry=self.options.retry)
 
     def connection(self) -> OpenConnection:
         """A bare connection for several requests (``conn.start(setup)``)."""
@@ -259,21 +314,51 @@ class S2SClient(ClientBase, RestMixin):
             InvalidSetup: The setup is invalid (before anything is sent).
             ValueError: ``pace`` is not positive.
         """
-        if not isinstance(setup, Setup):
-            setup = Setup.from_mapping(setup)
-        chunker = InputChunker(setup, sample_rate=sample_rate,
-                               trailing_silence_s=trailing_silence_s)
-        return OpenStream(self, setup, chunker, audio, pace=pace, keep_audio=keep_audio,
-                          connection=connection)
+        return self._stream(setup, audio, sample_rate=sample_rate, pace=pace,
+                            trailing_silence_s=trailing_silence_s, keep_audio=keep_audio,
+                            connection=connection, retry=self.options.retry)
+
+    def _stream(self, setup: SetupLike, audio: AudioSource, *, sample_rate: int | None,
+                pace: float | None, trailing_silence_s: float, keep_audio: bool,
+                connection: Connection | None, retry: RetryPolicy | None) -> OpenStream:
+        checked = setup if isinstance(setup, Setup) else Setup.from_mapping(setup)
+        InputChunker(checked, sample_rate=sample_rate)  # bad arguments fail now, not later
+
+        def chunker() -> InputChunker:
+            return InputChunker(checked, sample_rate=sample_rate,
+                                trailing_silence_s=trailing_silence_s)
+
+        return OpenStream(self, checked, chunker, audio, pace=pace, keep_audio=keep_audio,
+                          connection=connection, retry=retry)
 
     def s2s(self, setup: SetupLike, audio: AudioSource, sample_rate: int | None = None,
             *, pace: float | None = 1.0,
             trailing_silence_s: float = TRAILING_SILENCE_S) -> S2SResult:
         """Translate a whole input and return the whole result.
 
+        Nothing reaches the caller before the result, so any transient
+        failure is retried as ``options.retry`` says (the whole request again,
+        on a new connection), if the input can be replayed.
+
         Raises:
-            S2SError: On any failure, with ``partial_result`` attached.
+            S2SError: On any failure, with ``partial_result`` attached and
+                ``attempts`` listing every attempt.
         """
-        with self.s2s_stream(setup, audio, sample_rate=sample_rate, pace=pace,
-                             trailing_silence_s=trailing_silence_s, keep_audio=True) as stream:
-            return stream.result()
+        retrier = Retrier(self.options.retry, start=time.monotonic())
+        source: _Source | None = None
+        while True:
+            opened = self._stream(setup, audio, sample_rate=sample_rate, pace=pace,
+                                  trailing_silence_s=trailing_silence_s, keep_audio=True,
+                                  connection=None, retry=None)
+            opened.source = source
+            try:
+                with opened as stream:
+                    return stream.result()
+            except S2SError as exc:
+                decision = retrier.on_failure(exc, now=time.monotonic(),
+                                              output_reached_caller=False,
+                                              replayable=opened.replayable())
+                if isinstance(decision, GiveUp):
+                    raise
+                source = opened.source
+                time.sleep(decision.delay_s)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from s2s_core.client_base import SessionBase, SetupLike
+from s2s_core.errors import S2SError
 from s2s_core.events import Ready, ServerEvent
 from s2s_core.options import ClientOptions
 from s2s_core.protocol import AudioInput
 from s2s_core.results import S2SResult
+from s2s_core.retry import GiveUp, Retrier, RetryPolicy
 from s2s_core.setup import Setup
 
 from .connection import Connection, OpenConnection
@@ -59,18 +62,42 @@ class Session(SessionBase[Connection, Request]):
 
 
 class OpenSession:
-    """``with connect(...) as session``: connect and send setup; close on exit."""
+    """``with connect(...) as session``: connect and send setup; close on exit.
+
+    With ``retry`` (what ``S2SClient.s2s_realtime`` passes), the entry also
+    waits for ``ready``, and a transient failure until then (connect,
+    upgrade refusal, refused setup) is retried on a new connection: no audio
+    was sent yet, so nothing is replayed.
+    """
 
     def __init__(self, url: str, setup: SetupLike, *, api_key: str | None, token: str | None,
-                 keep_audio: bool, options: ClientOptions) -> None:
+                 keep_audio: bool, options: ClientOptions,
+                 retry: RetryPolicy | None = None) -> None:
         self._setup = setup if isinstance(setup, Setup) else Setup.from_mapping(setup)
         self._open = OpenConnection(url, api_key=api_key, token=token, options=options)
         self._keep_audio = keep_audio
+        self._retry = retry
 
     def __enter__(self) -> Session:
+        if self._retry is None:
+            return self._attempt(wait_ready=False)
+        retrier = Retrier(self._retry, start=time.monotonic())
+        while True:
+            try:
+                return self._attempt(wait_ready=True)
+            except S2SError as exc:
+                decision = retrier.on_failure(exc, now=time.monotonic(),
+                                              output_reached_caller=False, replayable=True)
+                if isinstance(decision, GiveUp):
+                    raise
+                time.sleep(decision.delay_s)
+
+    def _attempt(self, *, wait_ready: bool) -> Session:
         conn = self._open.__enter__()
         try:
             request = conn.start(self._setup, keep_audio=self._keep_audio)
+            if wait_ready:
+                request.wait_ready()
         except BaseException as exc:
             self._open.__exit__(type(exc), exc, exc.__traceback__)
             raise
