@@ -34,7 +34,7 @@ class Run:
     def __init__(self, *args: str, cwd: Path, **env: str) -> None:
         self.cwd = cwd
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "s2s_anyio.cli", *args], cwd=cwd, env=child_env(**env),
+            [sys.executable, "-m", "s2s_cli", *args], cwd=cwd, env=child_env(**env),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self._done: subprocess.CompletedProcess[str] | None = None
 
@@ -82,7 +82,7 @@ def free_port() -> int:
 def keyed_server() -> Iterator[str]:
     """``s2s serve --api-key good`` in a subprocess; yields its URL; stops it with SIGTERM."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "s2s_anyio.cli", "serve", "--port", "0", "--api-key", "good"],
+        [sys.executable, "-m", "s2s_cli", "serve", "--port", "0", "--api-key", "good"],
         cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     first = proc.stdout.readline()
@@ -239,7 +239,7 @@ def test_translate_against_a_keyed_server(translations: dict[str, Run]) -> None:
 
 def test_ctrl_c_stops_cleanly_without_a_partial_file(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "s2s_anyio.cli", "translate", str(SAMPLE), "-o", "out.wav"],
+        [sys.executable, "-m", "s2s_cli", "translate", str(SAMPLE), "-o", "out.wav"],
         cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     assert proc.stderr is not None

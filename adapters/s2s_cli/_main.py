@@ -24,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
-from _s2s_async.common import MissingCredentials
+from s2s_anyio import MissingCredentials
 from s2s_core.errors import (
     ConnectError,
     ConnectionClosedError,
@@ -42,9 +42,9 @@ from s2s_core.errors import (
 from s2s_core.setup import TARGET_LANGUAGES, Setup
 from s2s_core.urls import DEFAULT_BASE_URL, s2s_url
 
-from ._cli_audio import CLI_FORMATS, CliError, InputAudio, OutputWav, UsageError, load_input
-from ._cli_present import HumanReporter, JsonReporter, json_line, status
-from ._cli_run import BACKENDS, Target, Translation, check_backend, run
+from ._audio import CLI_FORMATS, CliError, InputAudio, OutputWav, UsageError, load_input
+from ._present import HumanReporter, JsonReporter, json_line, status
+from ._run import BACKENDS, Target, Translation, check_backend, run
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -222,7 +222,7 @@ def _target(ns: argparse.Namespace, stack: ExitStack) -> Target:
         return Target(ns.url, key or LOCAL_API_KEY)
     if key is not None and not ns.local:
         return Target(DEFAULT_BASE_URL, key)
-    from .server import run_server
+    from s2s_anyio import run_server
 
     url = stack.enter_context(run_server())
     why = "--local" if ns.local else "GRADIUM_API_KEY is not set"
@@ -293,7 +293,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 async def _serve(ns: argparse.Namespace) -> None:
     import anyio
 
-    from .server import make_config, serve
+    from s2s_anyio import make_config, serve
 
     keys: list[str] | None = ns.api_keys
     tokens: list[str] = ns.tokens or []
@@ -454,6 +454,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _guarded(partial(command, ns), debug=ns.debug or debug_env,
                     json_errors=getattr(ns, "json", False))
 
-
-if __name__ == "__main__":
-    sys.exit(main())
