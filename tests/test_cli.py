@@ -158,7 +158,7 @@ def failures(tmp_path_factory: pytest.TempPathFactory,
             "wrong-key-json": run("json", "translate", sample, "-o", "out.wav", "--url",
                                   keyed_server, "--json", GRADIUM_API_KEY="wrong"),
             "busy-port": run("busy", "serve", "--port", keyed_server.split(":")[2].split("/")[0]),
-            "bench": run("bench", "bench", "--help"),  # benchmarks/ is not installed
+            "bench": run("bench", "bench", "--help"),  # outside the repository
             **{f"wrong-key-{b}": run(b, "translate", sample, "-o", "out.wav", "--url",
                                      keyed_server, "--backend", b, GRADIUM_API_KEY="wrong")
                for b in BACKENDS},
@@ -309,5 +309,20 @@ def test_serve_on_a_busy_port(failures: dict[str, Run], keyed_server: str) -> No
     expect_one_error(failures["busy-port"].result(), 1, "cannot listen", port)
 
 
-def test_bench_without_the_benchmarks(failures: dict[str, Run]) -> None:
-    expect_one_error(failures["bench"].result(), 2, "benchmarks")
+def test_bench_help_outside_the_repository(failures: dict[str, Run]) -> None:
+    proc = failures["bench"].result()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: s2s bench"), proc.stdout
+    assert "--only" in proc.stdout
+    assert failures["bench"].files() == []
+
+
+def test_bench_names_the_extra_when_a_module_is_missing(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from s2s_benchmarks import command
+    from s2s_cli import main
+
+    monkeypatch.setitem(command._NEEDS, "decode", ("s2s_no_such_module",))
+    assert main(["bench", "--only", "decode", "--no-chart"]) == 64
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "s2s_no_such_module" in line and "s2s-core[bench]" in line

@@ -12,7 +12,6 @@ Exit codes: 0 success, 1 service error, 2 usage or input error, 130 Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import signal
 import socket
@@ -333,40 +332,16 @@ def _print_serving(url: str, keys: list[str] | None, tokens: list[str]) -> None:
 # --------------------------------------------------------------------------
 
 def cmd_bench(argv: Sequence[str]) -> int:
-    """``s2s bench ARGS``: ``benchmarks.__main__.main(ARGS)``."""
-    result = _bench_main()(list(argv))
-    return result if isinstance(result, int) else 0
-
-
-def _bench_main() -> Callable[[list[str]], object]:
+    """``s2s bench ARGS``: the benchmarks' own command line (``s2s_benchmarks``)."""
     try:
-        module = _import_benchmarks()
+        from s2s_benchmarks.command import main as bench_main
     except ModuleNotFoundError as exc:
-        if exc.name not in ("benchmarks", "benchmarks.__main__"):
-            raise UsageError(f"the benchmarks need the {exc.name!r} module: "
-                             "pip install 's2s-core[bench]'") from None
-        raise UsageError("the benchmarks are not available (no module benchmarks.__main__): "
-                         "run 's2s bench' from the root of a checkout of the repository "
-                         "(benchmarks/ is not installed)") from None
-    main_fn = getattr(module, "main", None)
-    if not callable(main_fn):
-        raise UsageError("the benchmarks module has no main(argv) function")
-    return main_fn  # type: ignore[no-any-return]
-
-
-def _import_benchmarks() -> object:
-    """``benchmarks.__main__``, also from the current directory (a repository checkout)."""
-    try:
-        return importlib.import_module("benchmarks.__main__")
-    except ModuleNotFoundError as exc:
-        here = os.getcwd()
-        if (exc.name not in ("benchmarks", "benchmarks.__main__")
-                or not os.path.isfile(os.path.join(here, "benchmarks", "__main__.py"))
-                or here in sys.path):
+        if exc.name not in ("s2s_benchmarks", "s2s_benchmarks.command"):
             raise
-    sys.path.insert(0, here)
-    sys.modules.pop("benchmarks", None)
-    return importlib.import_module("benchmarks.__main__")
+        raise UsageError("the benchmarks are not installed (no module s2s_benchmarks); "
+                         "reinstall s2s-core") from None
+    code: int = bench_main(list(argv), prog="s2s bench")
+    return code
 
 
 # --------------------------------------------------------------------------
