@@ -26,7 +26,7 @@ from s2s_core.errors import (
     S2SError,
 )
 from s2s_core.events import Audio, Ready
-from s2s_core.server_session import Fault, FaultPlan
+from s2s_core.loopback import Fault, FaultPlan
 from s2s_core.setup import Setup
 
 pytestmark = pytest.mark.timeout(60)

@@ -11,7 +11,6 @@ TCP connection without a close frame.
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -19,15 +18,15 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from .connection import ServerConnection, UpgradeRequest
-from .engine import AudioOut, EngineError, LoopbackEngine, TextOut
-from .events import AudioReceived, Closed, EndOfStreamReceived, ServerSideEvent, SetupReceived
-from .frames import Opcode
-from .protocol import ProtocolState
-from .setup import Setup
+from ..connection import ServerConnection, UpgradeRequest
+from ..events import AudioReceived, Closed, EndOfStreamReceived, ServerSideEvent, SetupReceived
+from ..frames import Opcode
+from ..protocol import ProtocolState
+from ..setup import Setup
+from ._engine import AudioOut, EngineError, LoopbackEngine, TextOut
+from ._faults import Fault, FaultPlan
 
-__all__ = ["Engine", "EngineFactory", "Fault", "FaultPlan", "ServerConfig", "ServerSession",
-           "loopback_engine"]
+__all__ = ["Engine", "EngineFactory", "ServerConfig", "ServerSession", "loopback_engine"]
 
 
 class Engine(Protocol):
@@ -52,49 +51,6 @@ def loopback_engine(setup: Setup, max_audio_s: float) -> Engine:
     """The default engine: deterministic loopback (resample, re-encode, VAD text)."""
     return LoopbackEngine(setup.input_format, setup.output_format, setup.target_language,
                           max_audio_s=max_audio_s)
-
-
-class Fault(enum.Enum):
-    """Faults the testing server can inject (never on by default)."""
-
-    DROP_TCP = "drop_tcp"
-    """Drop the TCP connection mid-stream, without a close frame."""
-    CLOSE_1011 = "close_1011"
-    """Close with 1011 and no error message."""
-    ERROR_1011 = "error_1011"
-    """Send error 1011, then close with 1011."""
-    ERROR_KEEP_OPEN = "error_keep_open"
-    """Send error 1011 and keep the socket open."""
-    STALL = "stall"
-    """Stop sending anything; keep the socket open."""
-    SLOW_OUTPUT = "slow_output"
-    """Delay every output message."""
-    OVERSIZED = "oversized"
-    """Send one huge (valid) audio message."""
-    INVALID_UTF8 = "invalid_utf8"
-    """Send a text frame that is not UTF-8."""
-    MALFORMED_JSON = "malformed_json"
-    """Send a text message that is not JSON."""
-    FRAGMENTED = "fragmented"
-    """Send every message in three fragments (valid)."""
-    PINGS = "pings"
-    """Send a ping before every message (valid)."""
-    UNKNOWN_TYPES = "unknown_types"
-    """Send unknown message types between messages (valid)."""
-
-
-BENIGN_FAULTS = frozenset((Fault.SLOW_OUTPUT, Fault.FRAGMENTED, Fault.PINGS, Fault.UNKNOWN_TYPES))
-"""Faults after which a correct client still gets a complete result."""
-
-
-@dataclass(frozen=True)
-class FaultPlan:
-    """Which fault, and when: after ``after_messages`` output messages."""
-
-    fault: Fault
-    after_messages: int = 3
-    slow_delay_s: float = 0.02
-    oversized_bytes: int = 2 * 2**20
 
 
 @dataclass

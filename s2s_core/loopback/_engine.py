@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .audio import (
+from ..audio import (
     Resampler,
     WavStreamDecoder,
     alaw_decode,
@@ -24,8 +24,8 @@ from .audio import (
     ulaw_encode,
     wav_header,
 )
-from .errors import InvalidAudio
-from .formats import FRAME_SECONDS, AudioFormat, Codec, Direction, lookup_format
+from ..errors import InvalidAudio
+from ..formats import FRAME_SECONDS, AudioFormat, Codec, Direction, lookup_format
 
 __all__ = [
     "VAD_HANGOVER_S",
