@@ -16,8 +16,8 @@ from typing import Any, cast
 
 import numpy as np
 
+from ._pcm import Int16Array, to_pcm16, wire_samples
 from ._state import ENDED, SIDE_EFFECTS, Kind, RequestState, Sender, next_state
-from .audio import Int16Array, to_pcm16, wire_samples
 from .errors import InvalidAudio, LocalProtocolError, RemoteProtocolError, S2SError
 from .events import (
     Audio,
