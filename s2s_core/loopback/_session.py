@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from .._frames import Opcode
 from ..connection import ServerConnection, UpgradeRequest
 from ..events import AudioReceived, Closed, EndOfStreamReceived, ServerSideEvent, SetupReceived
-from ..frames import Opcode
 from ..protocol import ProtocolState
 from ..setup import Setup
 from ._engine import AudioOut, EngineError, LoopbackEngine, TextOut
