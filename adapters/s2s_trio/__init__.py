@@ -15,6 +15,16 @@ from _s2s_async.api import bind
 from _s2s_async.client import S2SStream
 from _s2s_async.common import ClientOptions, MissingCredentials
 from _s2s_async.session import Connection, Request, Session
+from s2s_core.errors import (
+    ConnectionClosedError,
+    HandshakeRejected,
+    InvalidAudio,
+    InvalidSetup,
+    S2SError,
+    S2STimeoutError,
+    ServerError,
+)
+from s2s_core.events import Audio, Closed, EndOfStream, ErrorMessage, Ready, Text, UnknownMessage
 from s2s_core.results import S2SResult, TextWithTimestamps
 from s2s_core.setup import Setup
 
@@ -25,14 +35,29 @@ __all__ = [
     "open_connection",
     "S2SClient",
     "S2SStream",
-    "S2SResult",
     "Session",
     "Request",
     "Connection",
-    "Setup",
-    "TextWithTimestamps",
     "ClientOptions",
     "MissingCredentials",
+    # from s2s_core: what users of the client touch
+    "Setup",
+    "S2SResult",
+    "TextWithTimestamps",
+    "Audio",
+    "Closed",
+    "EndOfStream",
+    "ErrorMessage",
+    "Ready",
+    "Text",
+    "UnknownMessage",
+    "S2SError",
+    "ServerError",
+    "ConnectionClosedError",
+    "HandshakeRejected",
+    "InvalidAudio",
+    "InvalidSetup",
+    "S2STimeoutError",
 ]
 
 connect, open_connection = bind(BACKEND)
