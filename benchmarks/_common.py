@@ -190,7 +190,7 @@ def machine_info() -> dict[str, Any]:
     except ImportError:  # pragma: no cover - a dependency
         b64 = None
     return {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),

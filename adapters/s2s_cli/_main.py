@@ -45,9 +45,6 @@ from ._audio import CLI_FORMATS, CliError, InputAudio, OutputWav, UsageError, lo
 from ._present import HumanReporter, JsonReporter, json_line, status
 from ._run import BACKENDS, Target, Translation, check_backend, run
 
-if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
-
 __all__ = ["DEFAULT_VOICE_ID", "build_parser", "main"]
 
 DEFAULT_VOICE_ID = "YTpq7expH9539ERJ"
