@@ -32,13 +32,13 @@ __all__ = ["BENCHMARKS", "build_parser", "main"]
 
 BENCHMARKS = ("decode", "encode", "e2e", "scale")
 _SDK = ("gradium", "aiohttp")
-"""The official SDK (and its transport), the baseline the micro benchmarks compare against.
+"""The official SDK (and its transport): the reference every benchmark compares against.
 
-The end-to-end and scale benchmarks run without it (its mode is skipped), and
-without trio (those modes are skipped); the chart needs matplotlib. All come
-with the ``bench`` extra.
+Only ``scale --no-sdk-scale`` runs without it. Modes that need trio are
+skipped without it, and the chart needs matplotlib. All come with the
+``bench`` extra.
 """
-_NEEDS: dict[str, tuple[str, ...]] = {"decode": _SDK, "encode": _SDK}
+_NEEDS: dict[str, tuple[str, ...]] = {"decode": _SDK, "encode": _SDK, "e2e": _SDK, "scale": _SDK}
 
 
 def _csv(text: str) -> list[str]:
@@ -99,13 +99,15 @@ def _pick(value: float | int | list[int] | None, full: object, quick: object,
     return quick if is_quick else full
 
 
-def _missing_modules(selected: list[str]) -> str | None:
+def _missing_modules(selected: list[str], *, sdk_scale: bool) -> str | None:
     """A one-line message when a selected benchmark needs a module that is not installed."""
-    missing = sorted({name for bench in selected for name in _NEEDS.get(bench, ())
+    needs = {bench: _NEEDS.get(bench, ()) for bench in selected
+             if bench != "scale" or sdk_scale}
+    missing = sorted({name for names in needs.values() for name in names
                       if importlib.util.find_spec(name) is None})
     if not missing:
         return None
-    which = [bench for bench in selected if set(_NEEDS.get(bench, ())) & set(missing)]
+    which = [bench for bench, names in needs.items() if set(names) & set(missing)]
     return (f"the {', '.join(which)} benchmark(s) need {', '.join(missing)} (not installed): "
             "pip install 's2s-core[bench]', or leave them out with --skip")
 
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m benchmarks") -
               f"{', '.join(BENCHMARKS)}", file=sys.stderr)
         return 64
     selected = [name for name in BENCHMARKS if name in selected and name not in ns.skip]
-    missing = _missing_modules(selected)
+    missing = _missing_modules(selected, sdk_scale=not ns.no_sdk_scale)
     if missing is not None:
         print(f"{prog}: {missing}", file=sys.stderr)
         return 64
