@@ -206,6 +206,6 @@ def machine_info() -> dict[str, Any]:
 
 
 def _mask_accelerated() -> bool:
-    from s2s_core import frames
+    from s2s_core import _frames as frames
 
     return frames.MASK_ACCELERATED

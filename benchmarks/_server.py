@@ -17,18 +17,23 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
-__all__ = ["ServerProcess", "local_server", "subprocess_env", "main"]
+__all__ = ["ServerProcess", "local_server", "module_command", "subprocess_env", "main"]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+
+def module_command(name: str, *args: str) -> list[str]:
+    """``python -m <this package>.<name> ARGS``: a child running the same code as we do.
+
+    The package is imported as ``s2s_benchmarks`` once installed and as
+    ``benchmarks`` by ``python -m benchmarks`` in a checkout; the child uses
+    the name (and the working directory) the parent was started with.
+    """
+    return [sys.executable, "-m", f"{__package__}.{name}", *args]
 
 
 def subprocess_env() -> dict[str, str]:
-    """Environment for our child processes: ``benchmarks`` importable, no stray key."""
+    """Environment for our child processes: ours without a stray API key."""
     env = dict(os.environ)
-    path = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = str(REPO_ROOT) if not path else f"{REPO_ROOT}{os.pathsep}{path}"
     env.pop("GRADIUM_API_KEY", None)
     return env
 
@@ -46,9 +51,8 @@ class ServerProcess:
 def local_server(*, backend: str = "asyncio", timeout: float = 30.0) -> Iterator[ServerProcess]:
     """Start ``python -m benchmarks._server`` and stop it on exit."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks._server", "--port", "0", "--backend", backend],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
-        env=subprocess_env())
+        module_command("_server", "--port", "0", "--backend", backend),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env())
     try:
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], timeout)

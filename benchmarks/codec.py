@@ -16,7 +16,7 @@ import sys
 import timeit
 from collections.abc import Callable
 
-from s2s_core import messages
+from s2s_core import _wire as messages
 
 ROUNDS, NUMBER = 9, 5000
 

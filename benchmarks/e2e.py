@@ -13,14 +13,13 @@ import importlib.util
 import json
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from ._common import proc_cpu_seconds
 from ._e2e_worker import MODES
 from ._results import Section, Target
-from ._server import REPO_ROOT, local_server, subprocess_env
+from ._server import local_server, module_command, subprocess_env
 
 __all__ = ["OUR_MODES", "available_modes", "run_e2e"]
 
@@ -52,11 +51,11 @@ def available_modes(wanted: list[str] | None = None) -> tuple[list[str], dict[st
 
 def _run_worker(mode: str, base_url: str, seconds: float, profile: Path | None,
                 timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "benchmarks._e2e_worker", mode, base_url, str(seconds)]
+    cmd = module_command("_e2e_worker", mode, base_url, str(seconds))
     if profile is not None:
         cmd += ["--profile", str(profile)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT,
+        proc = subprocess.run(cmd, capture_output=True, text=True,
                               env=subprocess_env(), timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return {"mode": mode, "ok": False, "error": f"timed out after {timeout:.0f} s"}

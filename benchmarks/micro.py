@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from s2s_core import frames
+from s2s_core import _frames as frames
+from s2s_core._frames import FrameReader, FrameWriter, Opcode
 from s2s_core.connection import ClientConnection, ServerConnection, UpgradeRequest
 from s2s_core.events import Audio, Ready
-from s2s_core.frames import FrameReader, FrameWriter, Opcode
 from s2s_core.setup import Setup
 
 from ._common import CHUNK_SAMPLES, CHUNK_SECONDS, compare_interleaved, speech_like
@@ -71,7 +71,7 @@ def open_client() -> ClientConnection:
 
 def server_audio_frame(pcm: bytes) -> bytes:
     """One unmasked text frame holding the local server's ``audio`` message for ``pcm``."""
-    from s2s_core.messages import encode_server_audio
+    from s2s_core._wire import encode_server_audio
 
     message = encode_server_audio(pcm, 1.04, 1.12, stream_id=0)
     return FrameWriter(mask=False).frame(Opcode.TEXT, message)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from typing import Any
 
 from ._results import Section, Target
-from ._server import REPO_ROOT, local_server, subprocess_env
+from ._server import local_server, module_command, subprocess_env
 
 __all__ = ["run_scale", "LATENESS_GOAL_MS"]
 
@@ -23,12 +22,12 @@ LATENESS_GOAL_MS = 40.0
 
 def _run_level(mode: str, sessions: int, seconds: float, ramp: float) -> dict[str, Any]:
     with local_server() as server:
-        cmd = [sys.executable, "-m", "benchmarks._scale_worker", mode, server.url,
-               "--sessions", str(sessions), "--seconds", str(seconds), "--ramp", str(ramp),
-               "--server-pid", str(server.pid)]
+        cmd = module_command("_scale_worker", mode, server.url,
+                             "--sessions", str(sessions), "--seconds", str(seconds),
+                             "--ramp", str(ramp), "--server-pid", str(server.pid))
         timeout = ramp + 2 * seconds + 150
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT,
+            proc = subprocess.run(cmd, capture_output=True, text=True,
                                   env=subprocess_env(), timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             return {"mode": mode, "sessions": sessions, "ok": False,

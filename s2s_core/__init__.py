@@ -1,3 +1,186 @@
-"""s2s_core: a sans-IO client and server core for the Gradium S2S WebSocket API."""
+"""s2s_core: a sans-IO client and server core for the Gradium S2S WebSocket API.
 
-__version__ = "0.1.0"
+``import s2s_core`` gives the public API (the names in ``__all__``); the
+modules whose names start with ``_`` are private. Two levels to plug in at:
+
+- ``ClientProtocol`` (message level): for a WebSocket you already have;
+  ``send_*`` return the JSON text to send, ``receive_message`` returns events.
+- ``ClientConnection`` (byte level): bytes in, events out, bytes to write and
+  the next deadline, with the WebSocket handshake, framing and timers inside.
+
+The local service without I/O is the subpackage ``s2s_core.loopback``.
+
+Example:
+    >>> import s2s_core
+    >>> proto = s2s_core.ClientProtocol()
+    >>> text = proto.send_setup(s2s_core.Setup(voice_id="YTpq7expH9539ERJ"))
+"""
+
+from __future__ import annotations
+
+from ._version import __version__
+from .audio import (
+    AudioInput,
+    Resampler,
+    WavAudio,
+    WavStreamDecoder,
+    WavStreamWriter,
+    alaw_decode,
+    alaw_encode,
+    bytes_per_80ms,
+    decode_raw,
+    encode_raw,
+    float_to_int16,
+    frame_bytes,
+    pcm16_view,
+    read_wav,
+    resample,
+    to_pcm16,
+    ulaw_decode,
+    ulaw_encode,
+    wav_header,
+    write_wav,
+)
+from .connection import (
+    DEFAULT_MAX_HANDSHAKE_SIZE,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    USER_AGENT,
+    ClientConnection,
+    ConnectionState,
+    ServerConnection,
+    UpgradeRequest,
+)
+from .errors import (
+    CloseTimeout,
+    ConnectError,
+    ConnectionClosedError,
+    ConnectTimeout,
+    HandshakeRejected,
+    IdleTimeout,
+    InternalServerError,
+    InvalidAudio,
+    InvalidSetup,
+    KeepaliveTimeout,
+    LocalProtocolError,
+    MessageTooBig,
+    PolicyViolation,
+    ProtocolViolation,
+    ReadyTimeout,
+    RemoteProtocolError,
+    S2SError,
+    S2STimeoutError,
+    ServerError,
+)
+from .events import (
+    Audio,
+    AudioReceived,
+    ClientEvent,
+    Closed,
+    EndOfStream,
+    EndOfStreamReceived,
+    ErrorMessage,
+    Event,
+    Ready,
+    ServerEvent,
+    ServerSideEvent,
+    SetupReceived,
+    Text,
+    UnknownMessage,
+)
+from .formats import FORMAT_NAMES, FRAME_SECONDS, AudioFormat, Codec, Direction, lookup_format
+from .protocol import ClientProtocol, ProtocolState, RequestInfo, ServerProtocol
+from .results import S2SResult, TextWithTimestamps
+from .setup import DEFAULT_MODEL, TARGET_LANGUAGES, Setup
+from .urls import DEFAULT_BASE_URL, REGIONS, S2S_ROUTE, s2s_url
+
+__all__ = [
+    "__version__",
+    # setup
+    "DEFAULT_MODEL",
+    "TARGET_LANGUAGES",
+    "Setup",
+    # message level
+    "ClientProtocol",
+    "ProtocolState",
+    "RequestInfo",
+    "ServerProtocol",
+    # byte level
+    "DEFAULT_MAX_HANDSHAKE_SIZE",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "USER_AGENT",
+    "ClientConnection",
+    "ConnectionState",
+    "ServerConnection",
+    "UpgradeRequest",
+    # events
+    "Audio",
+    "AudioReceived",
+    "ClientEvent",
+    "Closed",
+    "EndOfStream",
+    "EndOfStreamReceived",
+    "ErrorMessage",
+    "Event",
+    "Ready",
+    "ServerEvent",
+    "ServerSideEvent",
+    "SetupReceived",
+    "Text",
+    "UnknownMessage",
+    # errors
+    "CloseTimeout",
+    "ConnectError",
+    "ConnectTimeout",
+    "ConnectionClosedError",
+    "HandshakeRejected",
+    "IdleTimeout",
+    "InternalServerError",
+    "InvalidAudio",
+    "InvalidSetup",
+    "KeepaliveTimeout",
+    "LocalProtocolError",
+    "MessageTooBig",
+    "PolicyViolation",
+    "ProtocolViolation",
+    "ReadyTimeout",
+    "RemoteProtocolError",
+    "S2SError",
+    "S2STimeoutError",
+    "ServerError",
+    # results
+    "S2SResult",
+    "TextWithTimestamps",
+    # audio
+    "AudioInput",
+    "Resampler",
+    "WavAudio",
+    "WavStreamDecoder",
+    "WavStreamWriter",
+    "alaw_decode",
+    "alaw_encode",
+    "bytes_per_80ms",
+    "decode_raw",
+    "encode_raw",
+    "float_to_int16",
+    "frame_bytes",
+    "pcm16_view",
+    "read_wav",
+    "resample",
+    "to_pcm16",
+    "ulaw_decode",
+    "ulaw_encode",
+    "wav_header",
+    "write_wav",
+    # formats
+    "FORMAT_NAMES",
+    "FRAME_SECONDS",
+    "AudioFormat",
+    "Codec",
+    "Direction",
+    "lookup_format",
+    # URLs
+    "DEFAULT_BASE_URL",
+    "REGIONS",
+    "S2S_ROUTE",
+    "s2s_url",
+]

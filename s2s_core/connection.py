@@ -16,21 +16,22 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import h11
-from wsproto.connection import ConnectionType
-from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
-from wsproto.handshake import H11Handshake
-from wsproto.utilities import RemoteProtocolError as WsprotoRemoteError
-
-from . import __version__, options
+from . import options
+from ._frames import FrameReader, FrameWriter, Opcode, parse_close_payload
+from ._handshake import (
+    USER_AGENT,
+    Accepted,
+    ClientHandshake,
+    HttpRequest,
+    ServerHandshake,
+    UpgradeRequest,
+)
 from .errors import (
     CloseTimeout,
     ConnectionClosedError,
-    HandshakeRejected,
     IdleTimeout,
     KeepaliveTimeout,
     LocalProtocolError,
-    MessageTooBig,
     ReadyTimeout,
     RemoteProtocolError,
     S2SError,
@@ -41,7 +42,6 @@ from .events import (
     Ready,
     ServerSideEvent,
 )
-from .frames import FrameReader, FrameWriter, Opcode, parse_close_payload
 from .protocol import AudioInput, ClientProtocol, ProtocolState, ServerProtocol
 from .setup import Setup
 from .urls import parse_ws_url
@@ -57,15 +57,10 @@ __all__ = [
     "DEFAULT_MAX_HANDSHAKE_SIZE",
 ]
 
-USER_AGENT = f"s2s-core/{__version__}"
 DEFAULT_MAX_MESSAGE_SIZE = options.MAX_MESSAGE_SIZE
 DEFAULT_MAX_HANDSHAKE_SIZE = options.MAX_HANDSHAKE_SIZE
-_HEAD_END = b"\r\n\r\n"
 # Text messages this short are never audio: they skip the audio shortcut.
 _SMALL_MESSAGE = 512
-# What wsproto/h11 may raise on a malformed peer handshake: not only their
-# protocol errors (a non-ASCII Host header raises UnicodeDecodeError, say).
-_HANDSHAKE_ERRORS = (WsprotoRemoteError, h11.RemoteProtocolError, ValueError, LookupError)
 
 
 class ConnectionState(enum.Enum):
@@ -92,7 +87,7 @@ class _Base(abc.ABC):
     """What both roles share: outbox, events, frames, close and ping logic."""
 
     def __init__(self, *, mask: bool, max_message_size: int | None,
-                 max_handshake_size: int, ping_interval: float | None,
+                 ping_interval: float | None,
                  ping_timeout: float | None, close_timeout: float | None,
                  now: float) -> None:
         self.state = ConnectionState.CONNECTING
@@ -101,8 +96,6 @@ class _Base(abc.ABC):
         self._events: list[Any] = []
         self._writer = FrameWriter(mask=mask)
         self._reader = FrameReader(expect_masked=not mask, max_message_size=max_message_size)
-        self._max_handshake_size = max_handshake_size
-        self._head = bytearray()
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
         self._close_timeout = close_timeout
@@ -347,23 +340,6 @@ class _Base(abc.ABC):
     def _eof_during_handshake(self) -> None:
         """Hook: each role knows what an early EOF means."""
 
-    def _take_head(self, data: bytes) -> tuple[bytes, bytes] | None:
-        """Buffer handshake bytes; the head (through CRLFCRLF) and the rest, once whole."""
-        self._head += data
-        end = self._head.find(_HEAD_END)
-        if end < 0:
-            if len(self._head) > self._max_handshake_size:
-                self._finish(1006, "", MessageTooBig(
-                    "HTTP handshake", len(self._head), self._max_handshake_size))
-            return None
-        end += len(_HEAD_END)
-        if end > self._max_handshake_size:
-            self._finish(1006, "", MessageTooBig("HTTP handshake", end, self._max_handshake_size))
-            return None
-        head, rest = bytes(self._head[:end]), bytes(self._head[end:])
-        self._head = bytearray()
-        return head, rest
-
 
 def _close_reason(error: S2SError) -> str:
     text = str(error)
@@ -410,8 +386,8 @@ class ClientConnection(_Base):
         now: float = 0.0,
     ) -> None:
         super().__init__(mask=True, max_message_size=max_message_size,
-                         max_handshake_size=max_handshake_size, ping_interval=ping_interval,
-                         ping_timeout=ping_timeout, close_timeout=close_timeout, now=now)
+                         ping_interval=ping_interval, ping_timeout=ping_timeout,
+                         close_timeout=close_timeout, now=now)
         self.protocol = ClientProtocol()
         self.target = parse_ws_url(url, token=token)
         self._ready_timeout = ready_timeout
@@ -420,18 +396,10 @@ class ClientConnection(_Base):
         self._idle_deadline: float | None = None
         self._paused_at = now
         self._pending: list[bytes] = []
-        self._handshake = H11Handshake(ConnectionType.CLIENT)
-        self._reject: HandshakeRejected | None = None
-        self._reject_body = bytearray()
-        headers: list[tuple[bytes, bytes]] = [(b"user-agent", USER_AGENT.encode()),
-                                              (b"x-api-source", USER_AGENT.encode())]
-        if api_key is not None:
-            headers.append((b"x-api-key", api_key.encode()))
-        if extra_headers is not None:
-            items = extra_headers.items() if isinstance(extra_headers, Mapping) else extra_headers
-            headers.extend((k.encode(), v.encode()) for k, v in items)
-        self._outbox.append(self._handshake.send(Request(
-            host=self.target.host_header, target=self.target.target, extra_headers=headers)))
+        self._handshake = ClientHandshake(self.target, api_key=api_key,
+                                          extra_headers=extra_headers,
+                                          max_size=max_handshake_size)
+        self._outbox.append(self._handshake.request)
 
     def __repr__(self) -> str:
         path = self.target.target.split("?")[0]  # never show a token
@@ -445,7 +413,7 @@ class ClientConnection(_Base):
         self._check_can_send("setup")
         if not isinstance(setup, Setup):
             setup = Setup.from_mapping(setup)
-        message = self.protocol.encode_setup(setup)
+        message = self.protocol._encode_setup(setup)
         if self._ready_timeout is not None:
             self._ready_deadlines[setup.client_req_id] = self._now + self._ready_timeout
         self._arm_idle()
@@ -457,18 +425,18 @@ class ClientConnection(_Base):
         if now is not None:
             self._now = now
         if self.state is _OPEN:
-            head, body, tail = self.protocol.encode_audio_parts(audio, client_req_id)
+            head, body, tail = self.protocol._encode_audio_parts(audio, client_req_id)
             self._outbox.append(self._writer.text_frame(head, body, tail))
             return
         self._check_can_send("audio")
-        self._pending.append(self.protocol.encode_audio(audio, client_req_id))
+        self._pending.append(self.protocol._encode_audio(audio, client_req_id))
 
     def send_end_of_stream(self, client_req_id: str | None = None, *,
                            now: float | None = None) -> None:
         """End a request's input (unscoped with none live: ask the server to close)."""
         self._tick(now)
         self._check_can_send("end_of_stream")
-        self._send_text(self.protocol.encode_end_of_stream(client_req_id))
+        self._send_text(self.protocol._encode_end_of_stream(client_req_id))
 
     def receive_data(self, data: bytes, *, now: float | None = None) -> None:
         """Bytes read from the transport; never raises for a peer fault."""
@@ -488,14 +456,14 @@ class ClientConnection(_Base):
         """Take ``data`` in one step if it is one audio message of a streaming request.
 
         What ``_receive_frames`` does with such a frame, without the per-frame loop
-        and the UTF-8 pass over the payload: ``receive_audio_at`` returns an event
+        and the UTF-8 pass over the payload: ``_receive_audio_at`` returns an event
         only for a message it proved valid UTF-8. False, with nothing changed,
         for anything else.
         """
         start = self._reader.text_payload_start(data)
         if start < 0 or len(data) - start <= _SMALL_MESSAGE:
             return False
-        event = self.protocol.receive_audio_at(data, start)
+        event = self.protocol._receive_audio_at(data, start)
         if event is None:
             return False
         self._events.append(event)
@@ -600,111 +568,14 @@ class ClientConnection(_Base):
         return ConnectionClosedError(code, reason, detail)
 
     def _receive_handshake(self, data: bytes) -> None:
-        if self._reject is not None:
-            self._receive_reject_body(data)
-            return
-        taken = self._take_head(data)
-        if taken is None:
-            return
-        head, rest = taken
-        try:
-            self._handshake.receive_data(head)
-            events = list(self._handshake.events())
-        except _HANDSHAKE_ERRORS as exc:
-            self._finish(1006, "", RemoteProtocolError(f"invalid upgrade response: {exc!r}"))
-            return
-        for event in events:
-            if isinstance(event, AcceptConnection):
-                self._open(rest)
-                return
-            if isinstance(event, RejectConnection):
-                self._reject = HandshakeRejected(event.status_code, event.headers, b"")
-                if not event.has_body:
-                    self._finish_reject()
-                    return
-                self._receive_reject_body(rest)
-                return
-
-    def _receive_reject_body(self, data: bytes) -> None:
-        if not data:
-            return  # h11 reads b"" as end of file; the body may still come
-        try:
-            self._handshake.receive_data(data)
-            events = list(self._handshake.events())
-        except _HANDSHAKE_ERRORS:
-            self._finish_reject()
-            return
-        for event in events:
-            if isinstance(event, RejectData):
-                room = self._max_handshake_size - len(self._reject_body)
-                self._reject_body += event.data[:max(room, 0)]
-                if event.body_finished:
-                    self._finish_reject()
-                    return
-        if len(self._reject_body) >= self._max_handshake_size:
-            self._finish_reject()
-
-    def _finish_reject(self) -> None:
-        assert self._reject is not None
-        error = HandshakeRejected(self._reject.status, self._reject.headers,
-                                  bytes(self._reject_body))
-        self._finish(1006, "", error)
+        outcome = self._handshake.receive_data(data)
+        if isinstance(outcome, Accepted):
+            self._open(outcome.rest)
+        elif outcome is not None:
+            self._finish(1006, "", outcome.error)
 
     def _eof_during_handshake(self) -> None:
-        if self._reject is not None:
-            self._finish_reject()
-            return
-        self._finish(1006, "", ConnectionClosedError(
-            1006, "", "the server closed the connection during the WebSocket upgrade"))
-
-
-class UpgradeRequest:
-    """(Server role) the client's upgrade request, to accept or reject."""
-
-    __slots__ = ("headers", "target")
-
-    def __init__(self, target: str, headers: list[tuple[bytes, bytes]]) -> None:
-        self.target = target
-        self.headers = headers
-
-    def header(self, name: str) -> str | None:
-        """The first value of a header (case-insensitive), or None."""
-        return _header_value(self.headers, name)
-
-    def __repr__(self) -> str:
-        path = self.target.split("?")[0]
-        return f"UpgradeRequest(path={path!r})"  # never show the token or the key
-
-
-class HttpRequest:
-    """(Server role) a plain HTTP request (no ``Upgrade``), to answer with ``respond``.
-
-    The service answers its REST routes on the same host and port as the
-    WebSocket; so does the local server.
-    """
-
-    __slots__ = ("headers", "method", "target")
-
-    def __init__(self, method: str, target: str, headers: list[tuple[bytes, bytes]]) -> None:
-        self.method = method
-        self.target = target
-        self.headers = headers
-
-    def header(self, name: str) -> str | None:
-        """The first value of a header (case-insensitive), or None."""
-        return _header_value(self.headers, name)
-
-    def __repr__(self) -> str:
-        path = self.target.split("?")[0]
-        return f"HttpRequest({self.method} {path!r})"  # never show the query or the key
-
-
-def _header_value(headers: list[tuple[bytes, bytes]], name: str) -> str | None:
-    key = name.lower().encode()
-    for k, v in headers:
-        if k.lower() == key:
-            return v.decode("latin-1")
-    return None
+        self._finish(1006, "", self._handshake.eof().error)
 
 
 class ServerConnection(_Base):
@@ -723,15 +594,16 @@ class ServerConnection(_Base):
                  ping_interval: float | None = None, ping_timeout: float | None = 20.0,
                  close_timeout: float | None = 5.0, now: float = 0.0) -> None:
         super().__init__(mask=False, max_message_size=max_message_size,
-                         max_handshake_size=max_handshake_size, ping_interval=ping_interval,
-                         ping_timeout=ping_timeout, close_timeout=close_timeout, now=now)
+                         ping_interval=ping_interval, ping_timeout=ping_timeout,
+                         close_timeout=close_timeout, now=now)
         self.protocol = ServerProtocol()
-        self._handshake = H11Handshake(ConnectionType.SERVER)
-        self.request: UpgradeRequest | None = None
-        self.http_request: HttpRequest | None = None
-        self._plain: h11.Connection | None = None
-        self._rest = b""
+        self._handshake = ServerHandshake(max_size=max_handshake_size)
         self._fault: RemoteProtocolError | None = None
+
+    @property
+    def request(self) -> UpgradeRequest | None:
+        """The client's upgrade request, once received."""
+        return self._handshake.request
 
     def receive_data(self, data: bytes, *, now: float | None = None) -> None:
         """Bytes read from the transport; never raises for a peer fault."""
@@ -739,32 +611,15 @@ class ServerConnection(_Base):
         if not data or self.state is _CLOSED:
             return
         if self.state is ConnectionState.CONNECTING:
-            if self.request is not None:
-                self._rest += data
-                return
-            if self.http_request is not None:
-                return  # a plain request's body: the answer does not depend on it
-            taken = self._take_head(data)
-            if taken is None:
-                return
-            head, self._rest = taken
-            try:
-                self._handshake.receive_data(head)
-                events = list(self._handshake.events())
-            except _HANDSHAKE_ERRORS as exc:
-                if self._plain_request(head):
-                    return
-                self._outbox.append(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n"
-                                    b"connection: close\r\n\r\n")
-                self._finish(1006, "", RemoteProtocolError(f"invalid upgrade request: {exc}"))
-                return
-            for event in events:
-                if isinstance(event, Request):
-                    self.request = UpgradeRequest(
-                        event.target, [(k.encode() if isinstance(k, str) else k,
-                                        v.encode() if isinstance(v, str) else v)
-                                       for k, v in event.extra_headers])
-                    self._events.append(self.request)
+            outcome = self._handshake.receive_data(data)
+            if isinstance(outcome, UpgradeRequest):
+                self._events.append(outcome)
+            elif isinstance(outcome, HttpRequest):
+                pass  # no event: the owner answers ``http_request`` with ``respond``
+            elif outcome is not None:
+                if outcome.answer:
+                    self._outbox.append(outcome.answer)
+                self._finish(1006, "", outcome.error)
             return
         self._receive_frames(data)
 
@@ -773,29 +628,14 @@ class ServerConnection(_Base):
         self._tick(now)
         if self.request is None or self.state is not ConnectionState.CONNECTING:
             raise LocalProtocolError("no upgrade request to accept")
-        self._outbox.append(self._handshake.send(AcceptConnection(
-            extra_headers=[(b"server", USER_AGENT.encode())])))
-        rest, self._rest = self._rest, b""
+        response, rest = self._handshake.accept()
+        self._outbox.append(response)
         self._open(rest)
 
-    def _plain_request(self, head: bytes) -> bool:
-        """Read ``head`` as a request without ``Upgrade`` (sets ``http_request``), or False.
-
-        Only tried once wsproto refused the head, so upgrades pay nothing for it.
-        """
-        parser = h11.Connection(h11.SERVER)
-        try:
-            parser.receive_data(head)
-            event = parser.next_event()
-        except h11.RemoteProtocolError:
-            return False
-        if not isinstance(event, h11.Request) or any(k == b"upgrade" for k, _ in event.headers):
-            return False
-        self._plain = parser
-        self.http_request = HttpRequest(event.method.decode("ascii"),
-                                        event.target.decode("ascii", "replace"),
-                                        list(event.headers))
-        return True
+    @property
+    def http_request(self) -> HttpRequest | None:
+        """A plain HTTP request (no ``Upgrade``: a REST call), to answer with ``respond``."""
+        return self._handshake.http_request
 
     def respond(self, status: int, body: bytes = b"", *,
                 content_type: str = "application/json") -> None:
@@ -804,17 +644,11 @@ class ServerConnection(_Base):
         Raises:
             LocalProtocolError: No plain HTTP request is waiting for an answer.
         """
-        if self._plain is None or self.state is not ConnectionState.CONNECTING:
+        answer = (self._handshake.respond(status, body, content_type=content_type)
+                  if self.state is ConnectionState.CONNECTING else None)
+        if answer is None:
             raise LocalProtocolError("no plain HTTP request to respond to")
-        parser, self._plain = self._plain, None
-        head_only = self.http_request is not None and self.http_request.method == "HEAD"
-        headers = [(b"content-type", content_type.encode()),
-                   (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close"), (b"server", USER_AGENT.encode())]
-        self._outbox.append(parser.send(h11.Response(status_code=status, headers=headers)) or b"")
-        if body and not head_only:
-            self._outbox.append(parser.send(h11.Data(data=body)) or b"")
-        self._outbox.append(parser.send(h11.EndOfMessage()) or b"")
+        self._outbox.append(answer)
         self._finish(1006, "", None)
 
     def reject(self, status: int, body: bytes = b"",
@@ -822,11 +656,7 @@ class ServerConnection(_Base):
         """Refuse the upgrade with an HTTP status (and extra headers, e.g. Retry-After)."""
         if self.request is None or self.state is not ConnectionState.CONNECTING:
             raise LocalProtocolError("no upgrade request to reject")
-        self._outbox.append(self._handshake.send(RejectConnection(
-            status_code=status,
-            headers=[(b"content-length", str(len(body)).encode()), *headers],
-            has_body=True)))
-        self._outbox.append(self._handshake.send(RejectData(data=body, body_finished=True)))
+        self._outbox.append(self._handshake.reject(status, body, headers))
         self._finish(1006, "", None)
 
     def events_received(self) -> list[ServerSideEvent | UpgradeRequest]:

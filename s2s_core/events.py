@@ -15,7 +15,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from .audio import pcm16_view
+from ._pcm import pcm16_view
 from .errors import S2SError
 from .setup import Setup
 

@@ -16,8 +16,23 @@ from typing import Any, cast
 
 import numpy as np
 
+from ._pcm import Int16Array, to_pcm16, wire_samples
 from ._state import ENDED, SIDE_EFFECTS, Kind, RequestState, Sender, next_state
-from .audio import Int16Array, to_pcm16, wire_samples
+from ._wire import (
+    AUDIO_MESSAGE_HEAD,
+    audio_message_tail,
+    b64encode,
+    decode_audio_at,
+    decode_client_message,
+    decode_server_message,
+    encode_end_of_stream,
+    encode_error,
+    encode_ready,
+    encode_server_audio,
+    encode_server_end_of_stream,
+    encode_setup,
+    encode_text,
+)
 from .errors import InvalidAudio, LocalProtocolError, RemoteProtocolError, S2SError
 from .events import (
     Audio,
@@ -33,21 +48,6 @@ from .events import (
     UnknownMessage,
 )
 from .formats import Codec, Direction, lookup_format
-from .messages import (
-    AUDIO_MESSAGE_HEAD,
-    audio_message_tail,
-    b64encode,
-    decode_audio_at,
-    decode_client_message,
-    decode_server_message,
-    encode_end_of_stream,
-    encode_error,
-    encode_ready,
-    encode_server_audio,
-    encode_server_end_of_stream,
-    encode_setup,
-    encode_text,
-)
 from .setup import Setup
 
 __all__ = ["ClientProtocol", "ServerProtocol", "ProtocolState", "RequestInfo", "AudioInput"]
@@ -73,7 +73,7 @@ _SELF_LOOP_EVENTS = (Text, Audio)
 for _kind in (Kind.TEXT, Kind.AUDIO):
     assert next_state(Sender.SERVER, _SERVER_STREAMING, _kind) is _SERVER_STREAMING
     assert (Sender.SERVER, _kind) not in SIDE_EFFECTS
-# The same for the client's audio, which ClientProtocol.encode_audio_parts checks
+# The same for the client's audio, which ClientProtocol._encode_audio_parts checks
 # against STREAMING without applying anything.
 _CLIENT_STREAMING = RequestState.STREAMING
 assert next_state(Sender.CLIENT, _CLIENT_STREAMING, Kind.AUDIO) is _CLIENT_STREAMING
@@ -247,22 +247,22 @@ class ClientProtocol:
         """The request with this id (None: the unscoped one), if any."""
         return self._life.requests.get(client_req_id)
 
-    # -- sending: str for message-level users, bytes for ClientConnection --
+    # -- sending: the text to send (ClientConnection frames the private bytes twins) --
 
     def send_setup(self, setup: Setup | Mapping[str, Any]) -> str:
         """Start a request; returns the JSON text to send."""
-        return self.encode_setup(setup).decode()
+        return self._encode_setup(setup).decode()
 
     def send_audio(self, audio: AudioInput, client_req_id: str | None = None) -> str:
         """Send one chunk of input audio; returns the JSON text to send."""
-        return self.encode_audio(audio, client_req_id).decode()
+        return self._encode_audio(audio, client_req_id).decode()
 
     def send_end_of_stream(self, client_req_id: str | None = None) -> str:
         """End the input of a request (or, unscoped with none live, the socket)."""
-        return self.encode_end_of_stream(client_req_id).decode()
+        return self._encode_end_of_stream(client_req_id).decode()
 
-    def encode_setup(self, setup: Setup | Mapping[str, Any]) -> bytes:
-        """Like ``send_setup``, as UTF-8 bytes."""
+    def _encode_setup(self, setup: Setup | Mapping[str, Any]) -> bytes:
+        """``send_setup`` as UTF-8 bytes (what ``ClientConnection`` frames)."""
         if not isinstance(setup, Setup):
             setup = Setup.from_mapping(setup)
         why = self._life.check_setup(setup)
@@ -271,13 +271,13 @@ class ClientProtocol:
         self._life.start(setup)
         return encode_setup(setup)
 
-    def encode_audio(self, audio: AudioInput, client_req_id: str | None = None) -> bytes:
-        """Like ``send_audio``, as UTF-8 bytes."""
-        return b"".join(self.encode_audio_parts(audio, client_req_id))
+    def _encode_audio(self, audio: AudioInput, client_req_id: str | None = None) -> bytes:
+        """``send_audio`` as UTF-8 bytes (what ``ClientConnection`` frames)."""
+        return b"".join(self._encode_audio_parts(audio, client_req_id))
 
-    def encode_audio_parts(self, audio: AudioInput,
-                           client_req_id: str | None = None) -> tuple[bytes, bytes, bytes]:
-        """Like ``encode_audio``, as the message's head, base64 audio and tail, unjoined.
+    def _encode_audio_parts(self, audio: AudioInput,
+                            client_req_id: str | None = None) -> tuple[bytes, bytes, bytes]:
+        """Like ``_encode_audio``, as the message's head, base64 audio and tail, unjoined.
 
         A frame writer copies the three once into the frame (``FrameWriter.text_frame``).
         """
@@ -292,8 +292,8 @@ class ClientProtocol:
             samples = _input_bytes(audio, request)
         return AUDIO_MESSAGE_HEAD, _b64encode(samples), request._audio_tail
 
-    def encode_end_of_stream(self, client_req_id: str | None = None) -> bytes:
-        """Like ``send_end_of_stream``, as UTF-8 bytes."""
+    def _encode_end_of_stream(self, client_req_id: str | None = None) -> bytes:
+        """``send_end_of_stream`` as UTF-8 bytes (what ``ClientConnection`` frames)."""
         life = self._life
         request = life.requests.get(client_req_id)
         if request is not None and request.client is RequestState.STREAMING:
@@ -308,7 +308,7 @@ class ClientProtocol:
 
     # -- receiving --
 
-    def receive_audio_at(self, data: bytes, start: int) -> Audio | None:
+    def _receive_audio_at(self, data: bytes, start: int) -> Audio | None:
         """``receive_message(data[start:])`` for its common case, or None.
 
         The common case: an ``audio`` message that ``decode_audio_at`` takes (it

@@ -6,7 +6,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from .audio import pcm16_view
+from ._pcm import pcm16_view
 from .errors import ConnectionClosedError, S2SError, server_error_for
 from .events import Audio, Closed, EndOfStream, ErrorMessage, Ready, ServerEvent, Text
 

@@ -101,7 +101,7 @@ class ErrorClass(enum.Enum):
 
 _F, _T, _C = ErrorClass.FINAL, ErrorClass.TRANSIENT, ErrorClass.TRANSIENT_CAPPED
 
-Source = Literal["server error", "close", "upgrade", "proxy", "failure"]
+Source = Literal["server error", "close", "upgrade", "proxy", "tls", "failure"]
 Match = tuple[int | range | type[BaseException] | None, ...]
 
 

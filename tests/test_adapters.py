@@ -18,7 +18,7 @@ from s2s_core.errors import (
     PolicyViolation,
 )
 from s2s_core.events import Audio, EndOfStream, Ready, Text, UnknownMessage
-from s2s_core.server_session import BENIGN_FAULTS, Fault, FaultPlan
+from s2s_core.loopback import BENIGN_FAULTS, Fault, FaultPlan
 from s2s_core.setup import Setup
 
 pytestmark = pytest.mark.timeout(60)

@@ -623,7 +623,7 @@ def test_resampler_rejects_bad_input() -> None:
                                           (44100, 48000), (22050, 24000)])
 def test_resampler_matches_the_direct_formula(src: int, dst: int) -> None:
     """Every fast path equals the filter applied sample by sample (bit exact)."""
-    from s2s_core.audio import _COEF_SCALE, _make_filter
+    from s2s_core._resample import _COEF_SCALE, _make_filter
 
     rng = np.random.default_rng(src + dst)
     x = rng.integers(-20000, 20000, size=1000).astype(np.int16)

@@ -34,7 +34,7 @@ class Run:
     def __init__(self, *args: str, cwd: Path, **env: str) -> None:
         self.cwd = cwd
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "s2s_anyio.cli", *args], cwd=cwd, env=child_env(**env),
+            [sys.executable, "-m", "s2s_cli", *args], cwd=cwd, env=child_env(**env),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self._done: subprocess.CompletedProcess[str] | None = None
 
@@ -82,7 +82,7 @@ def free_port() -> int:
 def keyed_server() -> Iterator[str]:
     """``s2s serve --api-key good`` in a subprocess; yields its URL; stops it with SIGTERM."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "s2s_anyio.cli", "serve", "--port", "0", "--api-key", "good"],
+        [sys.executable, "-m", "s2s_cli", "serve", "--port", "0", "--api-key", "good"],
         cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     first = proc.stdout.readline()
@@ -158,7 +158,7 @@ def failures(tmp_path_factory: pytest.TempPathFactory,
             "wrong-key-json": run("json", "translate", sample, "-o", "out.wav", "--url",
                                   keyed_server, "--json", GRADIUM_API_KEY="wrong"),
             "busy-port": run("busy", "serve", "--port", keyed_server.split(":")[2].split("/")[0]),
-            "bench": run("bench", "bench", "--help"),  # benchmarks/ is not installed
+            "bench": run("bench", "bench", "--help"),  # outside the repository
             **{f"wrong-key-{b}": run(b, "translate", sample, "-o", "out.wav", "--url",
                                      keyed_server, "--backend", b, GRADIUM_API_KEY="wrong")
                for b in BACKENDS},
@@ -239,7 +239,7 @@ def test_translate_against_a_keyed_server(translations: dict[str, Run]) -> None:
 
 def test_ctrl_c_stops_cleanly_without_a_partial_file(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "s2s_anyio.cli", "translate", str(SAMPLE), "-o", "out.wav"],
+        [sys.executable, "-m", "s2s_cli", "translate", str(SAMPLE), "-o", "out.wav"],
         cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     assert proc.stderr is not None
@@ -309,5 +309,20 @@ def test_serve_on_a_busy_port(failures: dict[str, Run], keyed_server: str) -> No
     expect_one_error(failures["busy-port"].result(), 1, "cannot listen", port)
 
 
-def test_bench_without_the_benchmarks(failures: dict[str, Run]) -> None:
-    expect_one_error(failures["bench"].result(), 2, "benchmarks")
+def test_bench_help_outside_the_repository(failures: dict[str, Run]) -> None:
+    proc = failures["bench"].result()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: s2s bench"), proc.stdout
+    assert "--only" in proc.stdout
+    assert failures["bench"].files() == []
+
+
+def test_bench_names_the_extra_when_a_module_is_missing(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from s2s_benchmarks import command
+    from s2s_cli import main
+
+    monkeypatch.setitem(command._NEEDS, "decode", ("s2s_no_such_module",))
+    assert main(["bench", "--only", "decode", "--no-chart"]) == 64
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "s2s_no_such_module" in line and "s2s-core[bench]" in line

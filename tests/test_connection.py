@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from s2s_core._frames import FrameReader, FrameWriter, Opcode
 from s2s_core.connection import (
     USER_AGENT,
     ClientConnection,
@@ -47,7 +48,6 @@ from s2s_core.events import (
     SetupReceived,
     Text,
 )
-from s2s_core.frames import FrameReader, FrameWriter, Opcode
 from s2s_core.protocol import ProtocolState
 from s2s_core.setup import Setup
 

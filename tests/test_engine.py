@@ -1,4 +1,4 @@
-"""Tests of the deterministic loopback engine (s2s_core.engine)."""
+"""Tests of the deterministic loopback engine (s2s_core.loopback)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from s2s_core.audio import (
     wav_header,
     write_wav,
 )
-from s2s_core.engine import AudioOut, EngineError, LoopbackEngine, TextOut
+from s2s_core.loopback import AudioOut, EngineError, LoopbackEngine, TextOut
 
 Output = AudioOut | TextOut
 

@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from s2s_core import frames
+from s2s_core import _frames as frames
+from s2s_core._frames import FrameReader, FrameWriter, Opcode
+from s2s_core._wire import _decode_server_general, decode_server_message
 from s2s_core.audio import float_to_int16, to_pcm16
 from s2s_core.errors import RemoteProtocolError
-from s2s_core.frames import FrameReader, FrameWriter, Opcode
-from s2s_core.messages import _decode_server_general, decode_server_message
 
 SETTINGS = settings(max_examples=300, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow,
@@ -115,7 +115,7 @@ def test_audio_shortcut_edge_cases(data: bytes) -> None:
 
 
 def test_shortcut_taken_for_the_service_layout() -> None:
-    from s2s_core.messages import _fast_audio, encode_server_audio
+    from s2s_core._wire import _fast_audio, encode_server_audio
 
     pcm = bytes(range(256)) * 30
     message = encode_server_audio(pcm, 1.04, 1.12, stream_id=0, client_req_id="r")
@@ -208,7 +208,7 @@ def test_int16_fast_path(dtype: str) -> None:
     assert to_pcm16(audio[::2]) == np.arange(-1000, 1000, 6).astype("<i2").tobytes()
 
 
-# --- the send path: FrameWriter.text_frame and ClientProtocol.encode_audio_parts ------
+# --- the send path: FrameWriter.text_frame and ClientProtocol._encode_audio_parts ------
 
 def counting_keys(n: int) -> bytes:
     """A deterministic key source: two writers built on it draw the same keys."""
@@ -297,21 +297,21 @@ AUDIO_INPUTS: list[Any] = [
 @pytest.mark.parametrize("audio", AUDIO_INPUTS, ids=lambda a: f"{type(a).__name__}")
 def test_encode_audio_parts_match_the_reference_encoder(audio: Any,
                                                         client_req_id: str | None) -> None:
-    from s2s_core.messages import encode_audio
+    from s2s_core._wire import encode_audio
     from s2s_core.protocol import ClientProtocol
     from s2s_core.setup import Setup
 
     proto = ClientProtocol()
     proto.send_setup(Setup(voice_id="v", input_format="pcm", client_req_id=client_req_id))
     expected = encode_audio(to_pcm16(audio), client_req_id)
-    assert b"".join(proto.encode_audio_parts(audio, client_req_id)) == expected
-    assert proto.encode_audio(audio, client_req_id) == expected
+    assert b"".join(proto._encode_audio_parts(audio, client_req_id)) == expected
+    assert proto._encode_audio(audio, client_req_id) == expected
     assert proto.send_audio(audio, client_req_id) == expected.decode()
 
 
 @pytest.mark.parametrize("client_req_id", [None, "r-1"])
 def test_send_audio_frames_match_the_reference_framing(client_req_id: str | None) -> None:
-    from s2s_core.messages import encode_audio
+    from s2s_core._wire import encode_audio
 
     client = open_client(client_req_id)
     client._writer = FrameWriter(mask=True, key_source=counting_keys)
@@ -415,7 +415,7 @@ def maybe_broken_audio_messages(draw: st.DrawFn) -> bytes:
 @given(maybe_broken_audio_messages(), st.binary(max_size=6))
 def test_decode_audio_at_proves_utf8_and_matches_the_general_decoder(data: bytes,
                                                                     junk: bytes) -> None:
-    from s2s_core.messages import decode_audio_at
+    from s2s_core._wire import decode_audio_at
 
     event = decode_audio_at(junk + data, len(junk))
     if event is None:
@@ -427,7 +427,7 @@ def test_decode_audio_at_proves_utf8_and_matches_the_general_decoder(data: bytes
 @pytest.mark.parametrize("tail", [b'","meta":"\xff"}', b'","x\xc3":1,"stream_id":0}',
                                   b'","meta":{"\xed\xa0\x80":[1]}}'])
 def test_decode_audio_at_declines_bad_utf8_the_tail_parser_skips(tail: bytes) -> None:
-    from s2s_core.messages import decode_audio_at
+    from s2s_core._wire import decode_audio_at
 
     assert decode_audio_at(b'{"type":"audio","audio":"' + AUDIO.encode() + tail) is None
     assert decode_audio_at(b'{"meta":"\xff","type":"audio","audio":"' + AUDIO.encode()
@@ -460,7 +460,7 @@ def test_audio_shortcut_more_edge_cases(data: bytes) -> None:
 
 
 def test_a_long_tail_still_decodes() -> None:
-    from s2s_core.messages import decode_audio_at
+    from s2s_core._wire import decode_audio_at
 
     tail = b'","client_req_id":"' + b"r" * 2000 + b'"}'
     event = decode_audio_at(b'{"type":"audio","audio":"' + AUDIO.encode() + tail)
@@ -528,7 +528,7 @@ ALPHABET = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 @given(st.binary(min_size=1, max_size=40), st.integers(0, 200), st.integers(0, 255))
 def test_strict_base64_accepts_only_its_alphabet(raw: bytes, where: int, byte: int) -> None:
     """What the audio shortcut relies on: a span that decodes holds no quote and no non-ASCII."""
-    from s2s_core.messages import b64decode
+    from s2s_core._wire import b64decode
 
     text = bytearray(base64.b64encode(raw))
     text.insert(where % (len(text) + 1), byte)

@@ -1,4 +1,4 @@
-"""Tests of s2s_core.frames, mostly differential against wsproto's framing."""
+"""Tests of s2s_core._frames (the frame codec), mostly differential against wsproto's framing."""
 
 from __future__ import annotations
 
@@ -24,14 +24,14 @@ from wsproto.events import (
 from wsproto.frame_protocol import CloseReason, FrameProtocol, ParseFailed
 from wsproto.frame_protocol import Opcode as WsOpcode
 
-from s2s_core.errors import LocalProtocolError, MessageTooBig, RemoteProtocolError
-from s2s_core.frames import (
+from s2s_core._frames import (
     FrameReader,
     FrameWriter,
     Opcode,
     is_valid_close_code,
     parse_close_payload,
 )
+from s2s_core.errors import LocalProtocolError, MessageTooBig, RemoteProtocolError
 
 Norm = tuple[object, ...]
 

@@ -25,8 +25,8 @@ from s2s_anyio import run_server
 from s2s_core.connection import ClientConnection
 from s2s_core.errors import InvalidAudio, LocalProtocolError, PolicyViolation, S2SError
 from s2s_core.events import Audio
+from s2s_core.loopback import Fault, FaultPlan
 from s2s_core.options import ClientOptions
-from s2s_core.server_session import Fault, FaultPlan
 from s2s_core.setup import Setup
 
 pytestmark = pytest.mark.timeout(90)

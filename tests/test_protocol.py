@@ -89,14 +89,14 @@ def snapshot(proto: ClientProtocol | ServerProtocol) -> object:
 # outputs
 
 
-def test_send_returns_text_and_encode_returns_bytes() -> None:
+def test_every_send_returns_the_text_to_send() -> None:
     proto = ClientProtocol()
     text = proto.send_setup(Setup(voice_id="v"))
     assert isinstance(text, str)
     assert json.loads(text)["type"] == "setup"
-    data = proto.encode_audio(b"\x00\x01")
-    assert isinstance(data, bytes)
-    assert json.loads(data) == {"type": "audio", "audio": "AAE="}
+    audio = proto.send_audio(b"\x00\x01")
+    assert isinstance(audio, str)
+    assert json.loads(audio) == {"type": "audio", "audio": "AAE="}
     assert proto.send_end_of_stream() == EOS
 
 

@@ -22,7 +22,6 @@ from harness import MODES, Harness, harness_for, tone_burst
 from s2s_anyio import run_server
 from s2s_core import __version__
 from s2s_core.connection import ServerConnection, UpgradeRequest
-from s2s_core.engine import EngineError, LoopbackEngine
 from s2s_core.errors import (
     ConnectError,
     LocalProtocolError,
@@ -30,6 +29,7 @@ from s2s_core.errors import (
     S2SError,
     S2STimeoutError,
 )
+from s2s_core.loopback import EngineError, LoopbackEngine
 from s2s_core.loopback.rest import LOCAL_VOICES, CreditLedger, LocalRest, TokenStore
 from s2s_core.rest import (
     API_SOURCE,

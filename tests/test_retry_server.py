@@ -23,9 +23,9 @@ from s2s_core.errors import (
     ServerError,
 )
 from s2s_core.events import Closed, ErrorMessage, Ready
+from s2s_core.loopback import Fault, FaultPlan, ServerConfig, ServerSession
 from s2s_core.options import ClientOptions
 from s2s_core.retry import ErrorClass, classify
-from s2s_core.server_session import Fault, FaultPlan, ServerConfig, ServerSession
 from s2s_core.setup import Setup
 
 pytestmark = pytest.mark.timeout(60)

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from s2s_core._frames import FrameReader, FrameWriter, Opcode
 from s2s_core.connection import ClientConnection, ConnectionState, ServerConnection, UpgradeRequest
 from s2s_core.errors import ConnectionClosedError, S2SError
 from s2s_core.events import (
@@ -31,7 +32,6 @@ from s2s_core.events import (
     Text,
     UnknownMessage,
 )
-from s2s_core.frames import FrameReader, FrameWriter, Opcode
 from s2s_core.setup import Setup
 
 URL = "ws://127.0.0.1:8765/api/speech/s2s"

@@ -18,7 +18,7 @@ gradium = pytest.importorskip("gradium")  # a test dependency: installed by the 
 import s2s_anyio  # noqa: E402
 from harness import base_url_of, tone_burst  # noqa: E402
 from s2s_core.audio import to_pcm16  # noqa: E402
-from s2s_core.engine import AudioOut, LoopbackEngine, TextOut  # noqa: E402
+from s2s_core.loopback import AudioOut, LoopbackEngine, TextOut  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from s2s_core._wire import encode_setup
 from s2s_core.errors import InvalidSetup, S2SError
 from s2s_core.formats import FORMAT_NAMES
-from s2s_core.messages import encode_setup
 from s2s_core.setup import DEFAULT_MODEL, TARGET_LANGUAGES, Setup
 
 BAD_VALUES: list[tuple[str, Any]] = [

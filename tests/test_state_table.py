@@ -25,8 +25,7 @@ from s2s_core._state import (
     next_state,
     render_diagram,
 )
-from s2s_core.errors import LocalProtocolError, RemoteProtocolError
-from s2s_core.messages import (
+from s2s_core._wire import (
     encode_audio,
     encode_end_of_stream,
     encode_error,
@@ -36,6 +35,7 @@ from s2s_core.messages import (
     encode_setup,
     encode_text,
 )
+from s2s_core.errors import LocalProtocolError, RemoteProtocolError
 from s2s_core.protocol import ClientProtocol, ProtocolState, ServerProtocol
 from s2s_core.setup import Setup
 

@@ -15,7 +15,7 @@ import s2s_threaded as st
 from s2s_anyio import run_server
 from s2s_core.errors import ConnectionClosedError
 from s2s_core.events import Audio
-from s2s_core.server_session import Fault, FaultPlan
+from s2s_core.loopback import Fault, FaultPlan
 
 SETUP = st.Setup(voice_id="v", input_format="pcm", output_format="pcm",
                  json_config={"target_language": "en"})

@@ -14,6 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from s2s_core._wire import (
+    decode_client_message,
+    decode_server_message,
+    encode_audio,
+    encode_end_of_stream,
+    encode_setup,
+)
 from s2s_core.audio import float_to_int16, to_pcm16
 from s2s_core.errors import InvalidAudio, RemoteProtocolError
 from s2s_core.events import (
@@ -26,13 +33,6 @@ from s2s_core.events import (
     UnknownMessage,
 )
 from s2s_core.formats import Direction, lookup_format
-from s2s_core.messages import (
-    decode_client_message,
-    decode_server_message,
-    encode_audio,
-    encode_end_of_stream,
-    encode_setup,
-)
 from s2s_core.protocol import ClientProtocol, ProtocolState, ServerProtocol
 from s2s_core.setup import Setup
 

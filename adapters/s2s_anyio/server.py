@@ -1,6 +1,6 @@
 """The local S2S server on anyio: ``serve`` and ``run_server``.
 
-All protocol and engine logic is in ``s2s_core.server_session``; this module
+All protocol and engine logic is in ``s2s_core.loopback``; this module
 accepts sockets, moves bytes and sleeps until the session's next deadline.
 """
 
@@ -24,14 +24,14 @@ from anyio.streams.tls import TLSStream
 
 from _s2s_async.primitives import Mutex
 from s2s_core.connection import ConnectionState, HttpRequest, ServerConnection
-from s2s_core.loopback.rest import LocalRest
-from s2s_core.server_session import (
+from s2s_core.loopback import (
     EngineFactory,
     FaultPlan,
     ServerConfig,
     ServerSession,
     loopback_engine,
 )
+from s2s_core.loopback.rest import LocalRest
 from s2s_core.urls import S2S_ROUTE
 
 from ._asyncio_stream import AsyncioByteStream

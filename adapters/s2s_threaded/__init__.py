@@ -14,7 +14,17 @@ Example:
 
 from __future__ import annotations
 
-from s2s_core.errors import MissingCredentials
+from s2s_core.errors import (
+    ConnectionClosedError,
+    HandshakeRejected,
+    InvalidAudio,
+    InvalidSetup,
+    MissingCredentials,
+    S2SError,
+    S2STimeoutError,
+    ServerError,
+)
+from s2s_core.events import Audio, Closed, EndOfStream, ErrorMessage, Ready, Text, UnknownMessage
 from s2s_core.options import ClientOptions
 from s2s_core.results import S2SResult, TextWithTimestamps
 from s2s_core.setup import Setup
@@ -29,12 +39,27 @@ __all__ = [
     "open_connection",
     "S2SClient",
     "S2SStream",
-    "S2SResult",
     "Session",
     "Request",
     "Connection",
-    "Setup",
-    "TextWithTimestamps",
     "ClientOptions",
     "MissingCredentials",
+    # from s2s_core: what users of the client touch
+    "Setup",
+    "S2SResult",
+    "TextWithTimestamps",
+    "Audio",
+    "Closed",
+    "EndOfStream",
+    "ErrorMessage",
+    "Ready",
+    "Text",
+    "UnknownMessage",
+    "S2SError",
+    "ServerError",
+    "ConnectionClosedError",
+    "HandshakeRejected",
+    "InvalidAudio",
+    "InvalidSetup",
+    "S2STimeoutError",
 ]

@@ -16,7 +16,17 @@ from _s2s_async.client import S2SStream
 from _s2s_async.connection import Connection
 from _s2s_async.request import Request
 from _s2s_async.session import Session
-from s2s_core.errors import MissingCredentials
+from s2s_core.errors import (
+    ConnectionClosedError,
+    HandshakeRejected,
+    InvalidAudio,
+    InvalidSetup,
+    MissingCredentials,
+    S2SError,
+    S2STimeoutError,
+    ServerError,
+)
+from s2s_core.events import Audio, Closed, EndOfStream, ErrorMessage, Ready, Text, UnknownMessage
 from s2s_core.options import ClientOptions
 from s2s_core.results import S2SResult, TextWithTimestamps
 from s2s_core.setup import Setup
@@ -28,14 +38,29 @@ __all__ = [
     "open_connection",
     "S2SClient",
     "S2SStream",
-    "S2SResult",
     "Session",
     "Request",
     "Connection",
-    "Setup",
-    "TextWithTimestamps",
     "ClientOptions",
     "MissingCredentials",
+    # from s2s_core: what users of the client touch
+    "Setup",
+    "S2SResult",
+    "TextWithTimestamps",
+    "Audio",
+    "Closed",
+    "EndOfStream",
+    "ErrorMessage",
+    "Ready",
+    "Text",
+    "UnknownMessage",
+    "S2SError",
+    "ServerError",
+    "ConnectionClosedError",
+    "HandshakeRejected",
+    "InvalidAudio",
+    "InvalidSetup",
+    "S2STimeoutError",
 ]
 
 connect, open_connection = bind(BACKEND)

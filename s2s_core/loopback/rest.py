@@ -22,10 +22,11 @@ from typing import Protocol
 
 import msgspec
 
-from s2s_core.engine import AudioOut, EngineError, TextOut
 from s2s_core.rest import Token, Voice, VoiceTag
 from s2s_core.setup import Setup
 from s2s_core.voices import FLAGSHIP_VOICES
+
+from ._engine import AudioOut, EngineError, TextOut
 
 __all__ = ["DEFAULT_CREDITS_S", "DEFAULT_TOKEN_TTL_S", "LOCAL_VOICES", "CreditLedger",
            "LocalRest", "RestAnswer", "TokenStore"]

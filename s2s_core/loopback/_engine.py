@@ -13,19 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .audio import (
-    Resampler,
-    WavStreamDecoder,
-    alaw_decode,
-    alaw_encode,
-    pcm16_view,
-    to_pcm16,
-    ulaw_decode,
-    ulaw_encode,
-    wav_header,
-)
-from .errors import InvalidAudio
-from .formats import FRAME_SECONDS, AudioFormat, Codec, Direction, lookup_format
+from .._g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from .._pcm import pcm16_view, to_pcm16
+from .._resample import Resampler
+from .._wav import WavStreamDecoder, wav_header
+from ..errors import InvalidAudio
+from ..formats import FRAME_SECONDS, AudioFormat, Codec, Direction, lookup_format
 
 __all__ = [
     "VAD_HANGOVER_S",

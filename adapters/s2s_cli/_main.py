@@ -12,7 +12,6 @@ Exit codes: 0 success, 1 service error, 2 usage or input error, 130 Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import signal
 import socket
@@ -42,12 +41,9 @@ from s2s_core.errors import (
 from s2s_core.setup import TARGET_LANGUAGES, Setup
 from s2s_core.urls import DEFAULT_BASE_URL, s2s_url
 
-from ._cli_audio import CLI_FORMATS, CliError, InputAudio, OutputWav, UsageError, load_input
-from ._cli_present import HumanReporter, JsonReporter, json_line, status
-from ._cli_run import BACKENDS, Target, Translation, check_backend, run
-
-if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup
+from ._audio import CLI_FORMATS, CliError, InputAudio, OutputWav, UsageError, load_input
+from ._present import HumanReporter, JsonReporter, json_line, status
+from ._run import BACKENDS, Target, Translation, check_backend, run
 
 __all__ = ["DEFAULT_VOICE_ID", "build_parser", "main"]
 
@@ -222,7 +218,7 @@ def _target(ns: argparse.Namespace, stack: ExitStack) -> Target:
         return Target(ns.url, key or LOCAL_API_KEY)
     if key is not None and not ns.local:
         return Target(DEFAULT_BASE_URL, key)
-    from .server import run_server
+    from s2s_anyio import run_server
 
     url = stack.enter_context(run_server())
     why = "--local" if ns.local else "GRADIUM_API_KEY is not set"
@@ -293,7 +289,7 @@ def cmd_serve(ns: argparse.Namespace) -> int:
 async def _serve(ns: argparse.Namespace) -> None:
     import anyio
 
-    from .server import make_config, serve
+    from s2s_anyio import make_config, serve
 
     keys: list[str] | None = ns.api_keys
     tokens: list[str] = ns.tokens or []
@@ -333,40 +329,16 @@ def _print_serving(url: str, keys: list[str] | None, tokens: list[str]) -> None:
 # --------------------------------------------------------------------------
 
 def cmd_bench(argv: Sequence[str]) -> int:
-    """``s2s bench ARGS``: ``benchmarks.__main__.main(ARGS)``."""
-    result = _bench_main()(list(argv))
-    return result if isinstance(result, int) else 0
-
-
-def _bench_main() -> Callable[[list[str]], object]:
+    """``s2s bench ARGS``: the benchmarks' own command line (``s2s_benchmarks``)."""
     try:
-        module = _import_benchmarks()
+        from s2s_benchmarks.command import main as bench_main
     except ModuleNotFoundError as exc:
-        if exc.name not in ("benchmarks", "benchmarks.__main__"):
-            raise UsageError(f"the benchmarks need the {exc.name!r} module: "
-                             "pip install 's2s-core[bench]'") from None
-        raise UsageError("the benchmarks are not available (no module benchmarks.__main__): "
-                         "run 's2s bench' from the root of a checkout of the repository "
-                         "(benchmarks/ is not installed)") from None
-    main_fn = getattr(module, "main", None)
-    if not callable(main_fn):
-        raise UsageError("the benchmarks module has no main(argv) function")
-    return main_fn  # type: ignore[no-any-return]
-
-
-def _import_benchmarks() -> object:
-    """``benchmarks.__main__``, also from the current directory (a repository checkout)."""
-    try:
-        return importlib.import_module("benchmarks.__main__")
-    except ModuleNotFoundError as exc:
-        here = os.getcwd()
-        if (exc.name not in ("benchmarks", "benchmarks.__main__")
-                or not os.path.isfile(os.path.join(here, "benchmarks", "__main__.py"))
-                or here in sys.path):
+        if exc.name not in ("s2s_benchmarks", "s2s_benchmarks.command"):
             raise
-    sys.path.insert(0, here)
-    sys.modules.pop("benchmarks", None)
-    return importlib.import_module("benchmarks.__main__")
+        raise UsageError("the benchmarks are not installed (no module s2s_benchmarks); "
+                         "reinstall s2s-core") from None
+    code: int = bench_main(list(argv), prog="s2s bench")
+    return code
 
 
 # --------------------------------------------------------------------------
@@ -454,6 +426,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _guarded(partial(command, ns), debug=ns.debug or debug_env,
                     json_errors=getattr(ns, "json", False))
 
-
-if __name__ == "__main__":
-    sys.exit(main())

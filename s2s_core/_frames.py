@@ -51,6 +51,8 @@ _MAX_CONTROL_PAYLOAD = 125
 # use these.
 _TEXT = Opcode.TEXT
 _BINARY = Opcode.BINARY
+_CLOSE = Opcode.CLOSE
+_CONTINUATION = Opcode.CONTINUATION
 # Bytes drawn from the key source at a time: 64 masking keys (a few KiB per connection).
 _KEY_BATCH = 256
 
@@ -416,9 +418,7 @@ class FrameReader:
         except RemoteProtocolError as exc:
             self.error = exc
             self._buf = bytearray()
-            self._fragments = []
-            self._msg_opcode = None
-            self._utf8 = None
+            self._end_message()
         return out
 
     def text_payload_start(self, data: bytes) -> int:
@@ -456,7 +456,8 @@ class FrameReader:
 
         When it stops before the end, ``_need`` is how many bytes from there
         are needed before parsing can move on. After a close frame it stops and
-        reports everything as consumed.
+        reports everything as consumed. A frame takes the fast lane, inline
+        here because its cost is per frame, or else ``_parse_frame``.
         """
         size_all = len(src)
         mask_bit = self._mask_bit
@@ -496,96 +497,148 @@ class FrameReader:
                     else:
                         out.append((_BINARY, payload))
                     continue
-            if b0 & 0x70:
-                raise RemoteProtocolError(
-                    f"frame has reserved bits set ({b0 & 0x70:#04x}) "
-                    "but no extension was negotiated")
-            op = b0 & 0x0F
-            opcode = _OPCODES[op]
-            if opcode is None:
-                raise RemoteProtocolError(f"frame has reserved opcode {op:#x}")
-            n = b1 & 0x7F
-            if op & 0x8:
-                if not b0 & 0x80:
-                    raise RemoteProtocolError(f"fragmented {opcode.name} frame")
-                if n > _MAX_CONTROL_PAYLOAD:
-                    raise RemoteProtocolError(f"{opcode.name} frame payload above 125 bytes")
-            if b1 & 0x80 != mask_bit:
-                raise RemoteProtocolError(
-                    "unmasked frame from a client" if mask_bit
-                    else "masked frame from a server")
-            hl = 2
-            if n > 125:
-                hl = 4 if n == 126 else 10
-            if mask_bit:
-                hl += 4
-            if avail < hl:
-                self._need = hl
-                return pos
-            if n == 126:
-                n = _UNPACK16(src, pos + 2)[0]
-                if n < 126:
-                    raise RemoteProtocolError(f"length {n} encoded on 16 bits instead of 7")
-            elif n == 127:
-                n = _UNPACK64(src, pos + 2)[0]
-                if n >> 63:
-                    raise RemoteProtocolError("64-bit frame length has its top bit set")
-                if n < 65536:
-                    raise RemoteProtocolError(f"length {n} encoded on 64 bits instead of 16")
-
-            if op == 0:
-                if self._msg_opcode is None:
-                    raise RemoteProtocolError("continuation frame without a message started")
-                size = self._msg_size + n
-            elif op < 8 and self._msg_opcode is not None:
-                raise RemoteProtocolError(
-                    f"{opcode.name} frame while a fragmented "
-                    f"{self._msg_opcode.name} message is incomplete")
-            else:
-                size = n
-            if limit is not None and size > limit:
-                raise MessageTooBig("message", size, limit)
-
-            start = pos + hl
-            end = start + n
-            if end > size_all:
-                self._need = hl + n
-                return pos
-            payload = _xor(src, start, n, src[start - 4:start]) if mask_bit else src[start:end]
+            end = self._parse_frame(src, pos, out)
+            if end == pos or self._closed:
+                return end
             pos = end
 
-            if op & 0x8:
-                out.append((opcode, payload))
-                if op == 8:
-                    self._closed = True
-                    self._fragments = []
-                    self._msg_opcode = None
-                    self._utf8 = None
-                    return size_all
-                continue
-            fin = b0 & 0x80
-            if op:
-                if not fin:
-                    self._msg_opcode = opcode
-                    self._fragments = [payload]
-                    self._msg_size = size
-                    self._utf8 = _Utf8Decoder() if op == 1 else None
-                    if self._utf8 is not None:
-                        _check_utf8(self._utf8, payload, False)
-                    continue
-                if op == 1 and not payload.isascii():
+    def _parse_frame(self, src: bytes, pos: int, out: list[tuple[Opcode, bytes]]) -> int:
+        """The general path: the frame at ``pos``, with every check of RFC 6455.
+
+        Returns:
+            Where the frame ends; ``pos`` itself when the frame is incomplete
+            (``_need`` says how many bytes it takes); the end of ``src``
+            after a close frame (the peer may send nothing after it).
+
+        Raises:
+            RemoteProtocolError: The frame breaks the protocol (``MessageTooBig``
+                when its message exceeds ``max_message_size``).
+        """
+        header = self._frame_header(src, pos)
+        if header is None:
+            return pos
+        opcode, fin, hl, n = header
+        start = pos + hl
+        end = start + n
+        if end > len(src):
+            self._need = hl + n
+            return pos
+        payload = _xor(src, start, n, src[start - 4:start]) if self._mask_bit else src[start:end]
+        if opcode >= _CLOSE:  # a control frame: delivered where it arrives
+            out.append((opcode, payload))
+            if opcode is _CLOSE:
+                self._closed = True
+                self._end_message()
+                return len(src)
+        else:
+            self._data_frame(opcode, fin, payload, out)
+        return end
+
+    def _frame_header(self, src: bytes, pos: int) -> tuple[Opcode, bool, int, int] | None:
+        """Read and check the header of the frame at ``pos`` (two bytes are there).
+
+        Returns:
+            ``(opcode, fin, header length, payload length)``, or None when the
+            header is incomplete (``_need`` set).
+
+        Raises:
+            RemoteProtocolError: Reserved bits or opcode, a fragmented or long
+                control frame, the wrong masking for the role, a length not
+                encoded minimally, a fragment out of sequence, or a message
+                above ``max_message_size``.
+        """
+        b0 = src[pos]
+        b1 = src[pos + 1]
+        if b0 & 0x70:
+            raise RemoteProtocolError(
+                f"frame has reserved bits set ({b0 & 0x70:#04x}) "
+                "but no extension was negotiated")
+        op = b0 & 0x0F
+        opcode = _OPCODES[op]
+        if opcode is None:
+            raise RemoteProtocolError(f"frame has reserved opcode {op:#x}")
+        n = b1 & 0x7F
+        if op & 0x8:
+            if not b0 & 0x80:
+                raise RemoteProtocolError(f"fragmented {opcode.name} frame")
+            if n > _MAX_CONTROL_PAYLOAD:
+                raise RemoteProtocolError(f"{opcode.name} frame payload above 125 bytes")
+        if b1 & 0x80 != self._mask_bit:
+            raise RemoteProtocolError(
+                "unmasked frame from a client" if self._mask_bit
+                else "masked frame from a server")
+        hl = 2 if n < 126 else 4 if n == 126 else 10
+        if self._mask_bit:
+            hl += 4
+        if len(src) - pos < hl:
+            self._need = hl
+            return None
+        if n == 126:
+            n = _UNPACK16(src, pos + 2)[0]
+            if n < 126:
+                raise RemoteProtocolError(f"length {n} encoded on 16 bits instead of 7")
+        elif n == 127:
+            n = _UNPACK64(src, pos + 2)[0]
+            if n >> 63:
+                raise RemoteProtocolError("64-bit frame length has its top bit set")
+            if n < 65536:
+                raise RemoteProtocolError(f"length {n} encoded on 64 bits instead of 16")
+        self._check_sequence(opcode, n)
+        return opcode, bool(b0 & 0x80), hl, n
+
+    def _check_sequence(self, opcode: Opcode, n: int) -> None:
+        """Check a frame of ``n`` payload bytes against the message being reassembled.
+
+        Raises:
+            RemoteProtocolError: A continuation with no message started, or a
+                new data message inside a fragmented one.
+            MessageTooBig: The message would exceed ``max_message_size``.
+        """
+        if opcode is _CONTINUATION:
+            if self._msg_opcode is None:
+                raise RemoteProtocolError("continuation frame without a message started")
+            size = self._msg_size + n
+        elif opcode < _CLOSE and self._msg_opcode is not None:
+            raise RemoteProtocolError(
+                f"{opcode.name} frame while a fragmented "
+                f"{self._msg_opcode.name} message is incomplete")
+        else:
+            size = n
+        if self._limit is not None and size > self._limit:
+            raise MessageTooBig("message", size, self._limit)
+
+    def _data_frame(self, opcode: Opcode, fin: bool, payload: bytes,
+                    out: list[tuple[Opcode, bytes]]) -> None:
+        """A text, binary or continuation frame: a whole message, or a fragment of one.
+
+        Text is checked as UTF-8 as it arrives, so a bad fragment fails at once.
+        """
+        if opcode is not _CONTINUATION:
+            if fin:
+                if opcode is _TEXT and not payload.isascii():
                     _check_utf8(None, payload, True)
                 out.append((opcode, payload))
-                continue
+                return
+            self._msg_opcode = opcode
+            self._fragments = [payload]
+            self._msg_size = len(payload)
+            self._utf8 = _Utf8Decoder() if opcode is _TEXT else None
             if self._utf8 is not None:
-                _check_utf8(self._utf8, payload, bool(fin))
-            self._fragments.append(payload)
-            self._msg_size = size
-            if fin:
-                opcode = self._msg_opcode
-                assert opcode is not None
-                out.append((opcode, b"".join(self._fragments)))
-                self._msg_opcode = None
-                self._fragments = []
-                self._msg_size = 0
-                self._utf8 = None
+                _check_utf8(self._utf8, payload, False)
+            return
+        if self._utf8 is not None:
+            _check_utf8(self._utf8, payload, fin)
+        self._fragments.append(payload)
+        self._msg_size += len(payload)
+        if fin:
+            first = self._msg_opcode
+            assert first is not None
+            out.append((first, b"".join(self._fragments)))
+            self._end_message()
+
+    def _end_message(self) -> None:
+        """Forget the fragmented message in progress (done, or cut by a close or an error)."""
+        self._msg_opcode = None
+        self._fragments = []
+        self._msg_size = 0
+        self._utf8 = None

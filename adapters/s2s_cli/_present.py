@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from s2s_core.events import Audio, Text, UnknownMessage
 
-from ._cli_run import Summary
+from ._run import Summary
 
 __all__ = ["HumanReporter", "JsonReporter", "json_line", "status"]
 

@@ -3,27 +3,31 @@
 ``Translation`` does the bookkeeping (what was sent and received, when, the
 output file) and tells a ``Reporter`` about it; the ``run_*`` functions only
 drive a client's ``s2s_stream`` and feed its events to the ``Translation``.
-Presentation lives in ``_cli_present``.
+Presentation lives in ``_present``.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
-from _s2s_async.client import S2SClient as AsyncClient
+from s2s_anyio import ClientOptions
 from s2s_core.events import Audio, EndOfStream, ServerEvent, Text, UnknownMessage
-from s2s_core.options import ClientOptions
 from s2s_core.setup import Setup
 from s2s_core.urls import S2S_ROUTE
 
-from ._cli_audio import InputAudio, OutputWav, UsageError
+from ._audio import InputAudio, OutputWav, UsageError
+
+if TYPE_CHECKING:
+    import s2s_anyio
+    import s2s_threaded
+    import s2s_trio
+
+    AsyncClient: TypeAlias = s2s_anyio.S2SClient | s2s_trio.S2SClient
 
 __all__ = ["BACKENDS", "Reporter", "Summary", "Target", "Translation", "check_backend", "run"]
 
@@ -187,9 +191,7 @@ def check_backend(backend: str) -> None:
     Raises:
         UsageError: Unknown backend, or its package is missing.
     """
-    if backend == "threaded":
-        _threaded_module()
-    elif backend == "trio":
+    if backend == "trio":
         try:
             import trio  # noqa: F401
         except ImportError:
@@ -216,7 +218,11 @@ def run(backend: str, target: Target, translation: Translation, *,
         client = s2s_trio.S2SClient(target.api_key, base_url=target.base_url, options=options)
         return trio.run(_run_async, client, translation)
     if backend == "threaded":
-        return _run_threaded(_threaded_module(), target, translation, connect_timeout)
+        import s2s_threaded
+
+        threaded = s2s_threaded.S2SClient(target.api_key, base_url=target.base_url,
+                                          options=options)
+        return _run_threaded(threaded, translation)
     raise UsageError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
 
 
@@ -230,24 +236,7 @@ async def _run_async(client: AsyncClient, t: Translation) -> Summary:
     return t.finish()
 
 
-def _threaded_module() -> ModuleType:
-    try:
-        module = importlib.import_module("s2s_threaded")
-    except ImportError as exc:
-        raise UsageError(f"the threaded backend cannot be imported: {exc}") from None
-    if not hasattr(module, "S2SClient"):
-        raise UsageError("the threaded backend is not available in this installation "
-                         "(s2s_threaded has no S2SClient); use --backend anyio or trio")
-    return module
-
-
-def _run_threaded(module: ModuleType, target: Target, t: Translation,
-                  connect_timeout: float) -> Summary:
-    kwargs: dict[str, Any] = {"base_url": target.base_url}
-    options_class = getattr(module, "ClientOptions", None)
-    if options_class is not None:
-        kwargs["options"] = options_class(connect_timeout=connect_timeout)
-    client = module.S2SClient(target.api_key, **kwargs)
+def _run_threaded(client: s2s_threaded.S2SClient, t: Translation) -> Summary:
     t.begin()
     with client.s2s_stream(t.setup, t.source(), pace=t.pace, trailing_silence_s=0.0) as stream:
         t.on_ready(stream.request_id, stream.sample_rate)
