@@ -18,7 +18,8 @@ from s2s_core.events import Audio, EndOfStream, Ready, Text, UnknownMessage
 from s2s_core.results import S2SResult
 from s2s_core.setup import Setup
 
-MODES = ("anyio-asyncio", "anyio-trio", "trio", "threaded")
+MODES = ("anyio-asyncio", "anyio-asyncio-uvloop", "anyio-trio", "trio", "threaded")
+ASYNC_MODES = tuple(mode for mode in MODES if mode != "threaded")
 
 
 def base_url_of(url: str) -> str:
@@ -96,6 +97,8 @@ class AsyncHarness(Harness):
             return trio.run(fn)
         import anyio
 
+        if self.mode == "anyio-asyncio-uvloop":
+            return anyio.run(fn, backend="asyncio", backend_options={"use_uvloop": True})
         return anyio.run(fn, backend=self.mode.split("-")[1])
 
     def s2s(self, url: str, setup: Setup, audio: Any, **kwargs: Any) -> S2SResult:
@@ -272,5 +275,5 @@ def harness_for(mode: str) -> Harness:
     return ThreadedHarness() if mode == "threaded" else AsyncHarness(mode)
 
 
-__all__ = ["MODES", "Harness", "StreamOutcome", "harness_for", "tone_burst", "base_url_of",
-           "Ready", "Text", "EndOfStream", "UnknownMessage"]
+__all__ = ["MODES", "ASYNC_MODES", "Harness", "StreamOutcome", "harness_for", "tone_burst",
+           "base_url_of", "Ready", "Text", "EndOfStream", "UnknownMessage"]

@@ -20,7 +20,7 @@ import pytest
 
 import s2s_anyio
 import s2s_threaded
-from harness import MODES, base_url_of, harness_for, tone_burst
+from harness import ASYNC_MODES, MODES, base_url_of, harness_for, tone_burst
 from s2s_anyio import run_server
 from s2s_core.connection import ClientConnection
 from s2s_core.errors import InvalidAudio, LocalProtocolError, PolicyViolation, S2SError
@@ -143,11 +143,12 @@ def test_bad_input_in_a_stream_fails_it_without_hanging() -> None:
 # --- cancellation --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["anyio-asyncio", "anyio-trio", "trio"])
+@pytest.mark.parametrize("mode", ASYNC_MODES)
 def test_cancellation_at_random_points_leaves_nothing(mode: str) -> None:
     harness = harness_for(mode)
     module = harness.module  # type: ignore[attr-defined]
     rng = random.Random(7)
+    harness.run(anyio.lowlevel.checkpoint)  # type: ignore[attr-defined]  # uvloop's lasting pipe
     fds, threads = open_fds(), threading.active_count()
     with run_server(fault=FaultPlan(Fault.SLOW_OUTPUT, slow_delay_s=0.01)) as url:
         client = module.S2SClient("k", base_url=base_url_of(url))

@@ -15,15 +15,20 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Callable
+from typing import Any, cast
 
 import anyio
 
+from s2s_core.options import LAST_WORDS_S
 from s2s_core.proxy import NO_TUNNEL_TIMEOUT, TUNNEL_ERRORS, ProxyConfig, tunnel_args, tunnel_error
 
 __all__ = ["AsyncioByteStream", "open_asyncio_stream"]
 
 _HIGH_WATER = 1 << 20
 _HAPPY_EYEBALLS_DELAY = 0.25  # RFC 8305's recommended connection attempt delay
+# What this stream calls on its transport (asyncio's, or another loop's such as uvloop's).
+_TRANSPORT_METHODS = ("write", "is_closing", "close", "abort", "pause_reading",
+                      "resume_reading", "can_write_eof", "write_eof", "get_write_buffer_size")
 
 
 class AsyncioByteStream(asyncio.Protocol):
@@ -46,12 +51,15 @@ class AsyncioByteStream(asyncio.Protocol):
         self._writing_paused = False
         self._read_waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
+        self._lost_waiter: asyncio.Future[None] | None = None
 
     # -- asyncio.Protocol callbacks --
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # Not an isinstance check: uvloop's transports do not subclass asyncio's.
+        if not all(hasattr(transport, name) for name in _TRANSPORT_METHODS):
+            raise TypeError(f"not a stream transport: {type(transport).__name__}")
+        self._transport = cast(asyncio.Transport, transport)
         if self._on_connect is not None:
             self._on_connect(self)
 
@@ -75,6 +83,9 @@ class AsyncioByteStream(asyncio.Protocol):
         self._wake_reader()
         self._writing_paused = False
         self._wake_writer()
+        waiter = self._lost_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def pause_writing(self) -> None:
         self._writing_paused = True
@@ -135,9 +146,29 @@ class AsyncioByteStream(asyncio.Protocol):
             transport.close()
 
     async def aclose(self) -> None:
-        """Close the connection now (pending writes still go out, without waiting)."""
-        if self._transport is not None:
-            self._transport.close()
+        """Close the connection; the socket is closed when this returns.
+
+        Bytes the transport still buffers get up to ``LAST_WORDS_S`` to go
+        out (a close echo: trio's ``send_all`` would already have handed them
+        to the kernel), then the transport is aborted. No TLS close_notify
+        exchange is awaited: once the WebSocket closing handshake is over
+        nothing more needs saying, and asyncio would wait up to 30 s for a
+        silent peer's answer, leaving the socket to the garbage collector if
+        the loop ends first.
+        """
+        transport = self._transport
+        if transport is None or self._lost:
+            return
+        try:
+            if transport.get_write_buffer_size():
+                transport.close()  # flushes first
+                with anyio.move_on_after(LAST_WORDS_S):
+                    await self._wait_lost()
+        finally:
+            transport.abort()
+        # The transport closes the socket on the loop's next pass.
+        with anyio.move_on_after(LAST_WORDS_S):
+            await self._wait_lost()
 
     # -- internals --
 
@@ -145,6 +176,14 @@ class AsyncioByteStream(asyncio.Protocol):
         error = anyio.BrokenResourceError(f"{what}: {self._error}" if self._error else what)
         error.__cause__ = self._error
         return error
+
+    async def _wait_lost(self) -> None:
+        while not self._lost:
+            waiter = self._lost_waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._lost_waiter = None
 
     def _wake_reader(self) -> None:
         waiter = self._read_waiter
@@ -167,9 +206,13 @@ async def open_asyncio_stream(host: str, port: int, ssl_context: ssl.SSLContext 
     loop = asyncio.get_running_loop()
     server_hostname = host if ssl_context is not None else None
     if proxy is None:
+        extra: dict[str, Any] = {}
+        if isinstance(loop, asyncio.BaseEventLoop):
+            # asyncio's own loops take it; others (uvloop) refuse the keyword.
+            extra["happy_eyeballs_delay"] = _HAPPY_EYEBALLS_DELAY
         _, protocol = await loop.create_connection(
             lambda: AsyncioByteStream(loop), host, port, ssl=ssl_context,
-            server_hostname=server_hostname, happy_eyeballs_delay=_HAPPY_EYEBALLS_DELAY)
+            server_hostname=server_hostname, **extra)
         return protocol
     sock = await _tunnel(proxy, host, port)
     try:

@@ -16,7 +16,7 @@ import anyio.lowlevel
 from s2s_core.proxy import ProxyConfig
 from s2s_core.urls import WebSocketTarget
 
-from ._asyncio_stream import open_asyncio_stream
+from ._asyncio_stream import AsyncioByteStream, open_asyncio_stream
 
 _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError)
@@ -53,6 +53,11 @@ class AnyioBackend:
         return data
 
     async def aclose_forcefully(self, stream: Any) -> None:
+        if isinstance(stream, AsyncioByteStream):
+            # Its aclose is bounded and aborts the transport itself; in anyio's
+            # cancelled scope it could not wait for a close echo still buffered.
+            await stream.aclose()
+            return
         await anyio.aclose_forcefully(stream)
 
     def current_time(self) -> float:
