@@ -23,6 +23,7 @@ from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError as WsprotoRemoteError
 
 from . import __version__
+from ._headers import upgrade_headers
 from .errors import (
     CloseTimeout,
     ConnectionClosedError,
@@ -318,6 +319,13 @@ class _Base(abc.ABC):
         return head, rest
 
 
+def _reason_phrase(head: bytes) -> str:
+    """The reason phrase of an HTTP status line (wsproto does not keep it)."""
+    line = head.split(b"\r\n", 1)[0]
+    parts = line.split(b" ", 2)
+    return parts[2].decode("latin-1").strip() if len(parts) == 3 else ""
+
+
 def _close_reason(error: S2SError) -> str:
     text = str(error)
     return text if len(text.encode()) <= 120 else text[:60]
@@ -335,7 +343,11 @@ class ClientConnection(_Base):
         url: ``ws://`` or ``wss://`` URL of the S2S endpoint.
         api_key: Sent as the ``x-api-key`` header.
         token: Single-use token, sent as ``?token=``.
-        extra_headers: More upgrade headers.
+        extra_headers: More upgrade headers. One named like ours (``Host``,
+            ``User-Agent``, ``x-api-source``, ``x-api-key``; case-insensitive)
+            replaces ours. ``Host`` changes only the header: the TCP peer is
+            the URL's host, and the TLS server name is the transport's
+            (``parse_ws_url(url, server_hostname=...).tls_server_name``).
         max_message_size: Largest message accepted (close 1009 above it).
         max_handshake_size: Largest HTTP response head accepted.
         ping_interval: Seconds between keepalive pings (None: off).
@@ -344,6 +356,12 @@ class ClientConnection(_Base):
         idle_timeout: Seconds without any message while a request is live.
         close_timeout: Seconds to wait for the peer's close frame.
         now: The caller's current time, the origin of every deadline.
+
+    Raises:
+        InvalidURL: ``url`` is not a ws/wss/http/https URL with a host.
+        InvalidHeader: An extra header cannot be sent (``Upgrade``,
+            ``Connection``, ``Sec-WebSocket-*``, ``Content-Length``,
+            ``Transfer-Encoding``, a bad name or value).
     """
 
     def __init__(
@@ -375,15 +393,13 @@ class ClientConnection(_Base):
         self._handshake = H11Handshake(ConnectionType.CLIENT)
         self._reject: HandshakeRejected | None = None
         self._reject_body = bytearray()
-        headers: list[tuple[bytes, bytes]] = [(b"user-agent", USER_AGENT.encode()),
-                                              (b"x-api-source", USER_AGENT.encode())]
+        ours = [("user-agent", USER_AGENT), ("x-api-source", USER_AGENT)]
         if api_key is not None:
-            headers.append((b"x-api-key", api_key.encode()))
-        if extra_headers is not None:
-            items = extra_headers.items() if isinstance(extra_headers, Mapping) else extra_headers
-            headers.extend((k.encode(), v.encode()) for k, v in items)
+            ours.append(("x-api-key", api_key))
+        host, headers = upgrade_headers(ours, extra_headers)
         self._outbox.append(self._handshake.send(Request(
-            host=self.target.host_header, target=self.target.target, extra_headers=headers)))
+            host=host or self.target.host_header, target=self.target.target,
+            extra_headers=headers)))
 
     def __repr__(self) -> str:
         path = self.target.target.split("?")[0]  # never show a token
@@ -532,51 +548,65 @@ class ClientConnection(_Base):
         if self._reject is not None:
             self._receive_reject_body(data)
             return
-        taken = self._take_head(data)
-        if taken is None:
-            return
-        head, rest = taken
-        try:
-            self._handshake.receive_data(head)
-            events = list(self._handshake.events())
-        except _HANDSHAKE_ERRORS as exc:
-            self._finish(1006, "", RemoteProtocolError(f"invalid upgrade response: {exc!r}"))
-            return
-        for event in events:
-            if isinstance(event, AcceptConnection):
-                self._open(rest)
+        while (taken := self._take_head(data)) is not None:
+            head, data = taken
+            events = self._handshake_events(head)
+            if events is None:
                 return
-            if isinstance(event, RejectConnection):
-                self._reject = HandshakeRejected(event.status_code, event.headers, b"")
-                if not event.has_body:
-                    self._finish_reject()
+            for event in events:
+                if isinstance(event, AcceptConnection):
+                    self._open(data)
                     return
-                self._receive_reject_body(rest)
+                if isinstance(event, RejectConnection):
+                    if event.status_code < 200:
+                        continue  # interim (100, 103...): the final response follows
+                    self._reject = HandshakeRejected(event.status_code, event.headers, b"",
+                                                     reason=_reason_phrase(head))
+                elif isinstance(event, RejectData) and self._take_reject_data(event):
+                    return
+            if self._reject is not None:
+                # Not ended above (as an empty body, a 204 or a 304 is, with the head
+                # alone): what follows the head is the start of the body.
+                self._receive_reject_body(data)
                 return
+
+    def _handshake_events(self, data: bytes) -> list[object] | None:
+        """wsproto's events for ``data``; None (and the connection closed) if malformed."""
+        try:
+            self._handshake.receive_data(data)
+            return list(self._handshake.events())
+        except _HANDSHAKE_ERRORS as exc:
+            if self._reject is not None:
+                self._finish_reject()  # a malformed body still leaves the refusal
+            else:
+                self._finish(1006, "", RemoteProtocolError(f"invalid upgrade response: {exc!r}"))
+            return None
 
     def _receive_reject_body(self, data: bytes) -> None:
         if not data:
             return  # h11 reads b"" as end of file; the body may still come
-        try:
-            self._handshake.receive_data(data)
-            events = list(self._handshake.events())
-        except _HANDSHAKE_ERRORS:
-            self._finish_reject()
+        events = self._handshake_events(data)
+        if events is None:
             return
         for event in events:
-            if isinstance(event, RejectData):
-                room = self._max_handshake_size - len(self._reject_body)
-                self._reject_body += event.data[:max(room, 0)]
-                if event.body_finished:
-                    self._finish_reject()
-                    return
+            if isinstance(event, RejectData) and self._take_reject_data(event):
+                return
         if len(self._reject_body) >= self._max_handshake_size:
             self._finish_reject()
+
+    def _take_reject_data(self, event: RejectData) -> bool:
+        """Keep a piece of the refusal's body; True once the refusal is reported."""
+        room = self._max_handshake_size - len(self._reject_body)
+        self._reject_body += event.data[:max(room, 0)]
+        if event.body_finished:
+            self._finish_reject()
+            return True
+        return False
 
     def _finish_reject(self) -> None:
         assert self._reject is not None
         error = HandshakeRejected(self._reject.status, self._reject.headers,
-                                  bytes(self._reject_body))
+                                  bytes(self._reject_body), reason=self._reject.reason)
         self._finish(1006, "", error)
 
     def _eof_during_handshake(self) -> None:

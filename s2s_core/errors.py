@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ._refusal import header_value, parse_retry_after, refusal_message
+
 __all__ = [
     "S2SError",
     "InvalidSetup",
     "InvalidAudio",
     "LocalProtocolError",
+    "InvalidHeader",
+    "InvalidURL",
     "RemoteProtocolError",
     "MessageTooBig",
     "ServerError",
@@ -62,6 +66,30 @@ class InvalidAudio(S2SError, ValueError):
 
 class LocalProtocolError(S2SError):
     """This side misused the protocol (e.g. audio before setup); state unchanged."""
+
+
+class InvalidHeader(LocalProtocolError, ValueError):
+    """An upgrade header from ``extra_headers`` cannot be sent as given.
+
+    Attributes:
+        name: The header name as given.
+    """
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"upgrade header {name}: {problem}")
+        self.name = name
+
+
+class InvalidURL(S2SError, ValueError):
+    """A URL (or base URL) cannot be used to reach the S2S service.
+
+    Attributes:
+        url: The URL exactly as it was given.
+    """
+
+    def __init__(self, url: str, problem: str) -> None:
+        super().__init__(f"invalid URL {url!r}: {problem}")
+        self.url = url
 
 
 class RemoteProtocolError(S2SError):
@@ -175,20 +203,33 @@ class ConnectError(S2SError, ConnectionError):
 
 
 class HandshakeRejected(S2SError):
-    """The server (or a proxy) refused the WebSocket upgrade.
+    """The server (or a proxy) refused the WebSocket upgrade with an HTTP response.
+
+    Redirects are not followed (the official SDK does not either); the message
+    names the status, the ``Location`` of a redirect, the scheme a 401/403 asks
+    for, the ``Retry-After`` of a 429/503, and an excerpt of the body.
 
     Attributes:
         status: The HTTP status code.
-        headers: The response headers.
+        headers: The response headers (names lowercased, as h11 gives them).
         body: The response body (possibly truncated at the handshake limit).
+        reason: The status line's reason phrase ("" when the server sent none).
+        location: The ``Location`` header (where a redirect points), or None.
+        retry_after: Seconds to wait from ``Retry-After`` (delta-seconds, or an
+            HTTP-date measured from the response's ``Date``), or None.
     """
 
-    def __init__(self, status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> None:
-        preview = body[:200].decode("utf-8", "replace")
-        super().__init__(f"WebSocket upgrade refused with HTTP {status}: {preview}")
+    def __init__(self, status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes,
+                 *, reason: str = "") -> None:
         self.status = status
         self.headers = list(headers)
         self.body = body
+        self.reason = reason
+        self.location = header_value(self.headers, "location")
+        retry = header_value(self.headers, "retry-after")
+        self.retry_after = (None if retry is None else
+                            parse_retry_after(retry, header_value(self.headers, "date")))
+        super().__init__(refusal_message(status, reason, self.headers, body, self.retry_after))
 
 
 class S2STimeoutError(S2SError, TimeoutError):
