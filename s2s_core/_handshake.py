@@ -19,6 +19,7 @@ from wsproto.events import AcceptConnection, RejectConnection, RejectData, Reque
 from wsproto.handshake import H11Handshake
 from wsproto.utilities import RemoteProtocolError as WsprotoRemoteError
 
+from ._headers import upgrade_headers
 from ._version import __version__
 from .errors import (
     ConnectionClosedError,
@@ -143,14 +144,22 @@ class _HeadBuffer:
 class ClientHandshake:
     """The client's upgrade: the request to send, then the server's answer read.
 
+    A refusal is reported the moment its last byte arrives, whatever shape
+    HTTP/1.1 gives its body (Content-Length 0 or N, chunked, none for 204
+    and 304, or until EOF); interim 1xx responses before the final one are
+    skipped (RFC 9110 section 15.2).
+
     Args:
         target: Where to connect (host header, path and query).
         api_key: Sent as the ``x-api-key`` header.
-        extra_headers: More request headers.
+        extra_headers: More request headers; one named like ours replaces it.
         max_size: Largest response head, and largest rejection body kept.
 
     Attributes:
         request: The bytes of the upgrade request, to send first.
+
+    Raises:
+        InvalidHeader: An extra header cannot be sent (see ``upgrade_headers``).
     """
 
     def __init__(self, target: WebSocketTarget, *, api_key: str | None,
@@ -160,41 +169,45 @@ class ClientHandshake:
         self._head = _HeadBuffer(max_size)
         self._rejection: HandshakeRejected | None = None
         self._rejection_body = bytearray()
-        headers: list[tuple[bytes, bytes]] = [(b"user-agent", USER_AGENT.encode()),
-                                              (b"x-api-source", USER_AGENT.encode())]
+        ours = [("user-agent", USER_AGENT), ("x-api-source", USER_AGENT)]
         if api_key is not None:
-            headers.append((b"x-api-key", api_key.encode()))
-        if extra_headers is not None:
-            items = extra_headers.items() if isinstance(extra_headers, Mapping) else extra_headers
-            headers.extend((k.encode(), v.encode()) for k, v in items)
+            ours.append(("x-api-key", api_key))
+        host, headers = upgrade_headers(ours, extra_headers)
         self.request = self._h11.send(Request(
-            host=target.host_header, target=target.target, extra_headers=headers))
+            host=host or target.host_header, target=target.target, extra_headers=headers))
 
     def receive_data(self, data: bytes) -> Accepted | Failed | None:
         """Bytes of the server's answer; None while more are needed."""
         if self._rejection is not None:
             return self._receive_rejection_body(data)
-        try:
-            taken = self._head.take(data)
-        except MessageTooBig as exc:
-            return Failed(exc)
-        if taken is None:
-            return None
-        head, rest = taken
-        try:
-            self._h11.receive_data(head)
-            events = list(self._h11.events())
-        except _HANDSHAKE_ERRORS as exc:
-            return Failed(RemoteProtocolError(f"invalid upgrade response: {exc!r}"))
-        for event in events:
-            if isinstance(event, AcceptConnection):
-                return Accepted(rest)
-            if isinstance(event, RejectConnection):
-                self._rejection = HandshakeRejected(event.status_code, event.headers, b"")
-                if not event.has_body:
-                    return self._rejected()
-                return self._receive_rejection_body(rest)
-        return None
+        while True:
+            try:
+                taken = self._head.take(data)
+            except MessageTooBig as exc:
+                return Failed(exc)
+            if taken is None:
+                return None
+            head, data = taken
+            events = self._events(head)
+            if isinstance(events, Failed):
+                return events
+            for event in events:
+                if isinstance(event, AcceptConnection):
+                    return Accepted(data)
+                if isinstance(event, RejectConnection):
+                    if event.status_code < 200:
+                        continue  # interim (100, 103...): the final response follows
+                    self._rejection = HandshakeRejected(event.status_code, event.headers, b"",
+                                                        reason=_reason_phrase(head))
+                elif isinstance(event, RejectData):
+                    done = self._take_rejection_data(event)
+                    if done is not None:
+                        return done
+            if self._rejection is not None:
+                # Not ended with the head alone (as an empty body, a 204 or a
+                # 304 is): what follows the head is the start of the body.
+                return self._receive_rejection_body(data)
+            # An interim response: the next head may already be in ``data``.
 
     def eof(self) -> Failed:
         """The transport ended during the upgrade: what that means."""
@@ -203,29 +216,49 @@ class ClientHandshake:
         return Failed(ConnectionClosedError(
             1006, "", "the server closed the connection during the WebSocket upgrade"))
 
+    def _events(self, data: bytes) -> list[object] | Failed:
+        """wsproto's events for ``data``, or the failure a malformed answer is."""
+        try:
+            self._h11.receive_data(data)
+            return list(self._h11.events())
+        except _HANDSHAKE_ERRORS as exc:
+            if self._rejection is not None:
+                return self._rejected()  # a malformed body still leaves the refusal
+            return Failed(RemoteProtocolError(f"invalid upgrade response: {exc!r}"))
+
     def _receive_rejection_body(self, data: bytes) -> Failed | None:
         if not data:
             return None  # h11 reads b"" as end of file; the body may still come
-        try:
-            self._h11.receive_data(data)
-            events = list(self._h11.events())
-        except _HANDSHAKE_ERRORS:
-            return self._rejected()
-        limit = self._head.limit
+        events = self._events(data)
+        if isinstance(events, Failed):
+            return events
         for event in events:
             if isinstance(event, RejectData):
-                room = limit - len(self._rejection_body)
-                self._rejection_body += event.data[:max(room, 0)]
-                if event.body_finished:
-                    return self._rejected()
-        if len(self._rejection_body) >= limit:
+                done = self._take_rejection_data(event)
+                if done is not None:
+                    return done
+        if len(self._rejection_body) >= self._head.limit:
             return self._rejected()
         return None
+
+    def _take_rejection_data(self, event: RejectData) -> Failed | None:
+        """Keep a piece of the refusal's body; the failure once it is whole."""
+        room = self._head.limit - len(self._rejection_body)
+        self._rejection_body += event.data[:max(room, 0)]
+        return self._rejected() if event.body_finished else None
 
     def _rejected(self) -> Failed:
         assert self._rejection is not None
         return Failed(HandshakeRejected(self._rejection.status, self._rejection.headers,
-                                        bytes(self._rejection_body)))
+                                        bytes(self._rejection_body),
+                                        reason=self._rejection.reason))
+
+
+def _reason_phrase(head: bytes) -> str:
+    """The reason phrase of an HTTP status line (wsproto does not keep it)."""
+    line = head.split(b"\r\n", 1)[0]
+    parts = line.split(b" ", 2)
+    return parts[2].decode("latin-1").strip() if len(parts) == 3 else ""
 
 
 class ServerHandshake:

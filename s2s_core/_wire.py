@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from ._surrogates import replace_lone_surrogates
 from .errors import InvalidSetup, RemoteProtocolError
 from .events import (
     Audio,
@@ -29,7 +30,7 @@ from .events import (
     Text,
     UnknownMessage,
 )
-from .setup import Setup
+from .setup import JSON_CONFIG_KEYS, Setup
 
 try:
     from functools import partial as _partial
@@ -261,6 +262,9 @@ def _decode_server_general(data: bytes | str) -> ServerEvent:
     except msgspec.ValidationError as exc:
         return _unknown_or_error(data, exc, _SERVER_TYPES)
     except msgspec.DecodeError as exc:
+        fixed = replace_lone_surrogates(data)
+        if fixed is not None:
+            return _decode_server_general(fixed)
         raise RemoteProtocolError(f"server message is not valid JSON: {exc}") from None
     if type(wire) is _AudioWire:
         return Audio(
@@ -295,11 +299,20 @@ def _decode_server_general(data: bytes | str) -> ServerEvent:
 def _unknown_or_error(
     data: bytes | str, exc: msgspec.ValidationError, known: frozenset[str]
 ) -> UnknownMessage:
-    """Tell an unknown message type apart from a malformed known one."""
+    """Tell an unknown message type apart from a malformed known one.
+
+    An unknown message's ``raw`` is what was decoded: with lone surrogate
+    escapes replaced, if it had any.
+    """
     try:
         generic = msgspec.json.decode(data)
-    except msgspec.DecodeError as decode_exc:  # pragma: no cover - caught earlier
-        raise RemoteProtocolError(f"message is not valid JSON: {decode_exc}") from None
+    except msgspec.DecodeError as decode_exc:
+        # The typed decoder can fail on the type before reaching a string that
+        # only the generic pass reads: a lone surrogate is replaced here too.
+        fixed = replace_lone_surrogates(data)
+        if fixed is None:
+            raise RemoteProtocolError(f"message is not valid JSON: {decode_exc}") from None
+        return _unknown_or_error(fixed, exc, known)
     if not isinstance(generic, dict):
         raise RemoteProtocolError(
             f"message is not a JSON object (got {type(generic).__name__})"
@@ -377,6 +390,9 @@ def decode_client_message(data: bytes | str) -> ClientEvent | UnknownMessage:
     except msgspec.ValidationError as exc:
         return _unknown_or_error(data, exc, _CLIENT_TYPES)
     except msgspec.DecodeError as exc:
+        fixed = replace_lone_surrogates(data)
+        if fixed is not None:
+            return decode_client_message(fixed)
         raise RemoteProtocolError(f"client message is not valid JSON: {exc}") from None
     if type(wire) is _ClientAudioWire:
         return AudioReceived(audio=_raw_base64(wire.audio, "audio"),
@@ -392,6 +408,11 @@ def decode_client_message(data: bytes | str) -> ClientEvent | UnknownMessage:
     known.setdefault("input_format", "wav")
     known.setdefault("output_format", "wav")
     known.setdefault("model_name", "default")
+    config = known.get("json_config")
+    if isinstance(config, dict) and not config.keys() <= JSON_CONFIG_KEYS:
+        # Settings this side does not know: kept as the client's raw settings (the
+        # client-side key check is for typos; a server does not refuse them).
+        known["json_config"] = _encoder.encode(config).decode()
     try:
         return SetupReceived(setup=Setup(**known))
     except InvalidSetup:

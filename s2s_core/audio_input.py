@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._riff import MAX_WAV_HEADER, locate_wav_data
 from .audio import read_wav, resample, to_pcm16
 from .errors import InvalidAudio
 from .formats import FRAME_SECONDS, AudioFormat, Codec, Direction, lookup_format
@@ -56,8 +57,7 @@ class InputChunker:
         self._trailing = trailing_silence_s
         self._frame = self.format.bytes_per_frame
         self._pending = bytearray()
-        self._wav_byte_rate: float | None = None
-        self._wav_head = bytearray()
+        self._wav = _WavClock() if self.format.codec is Codec.WAV else None
 
     def feed(self, piece: bytes | bytearray | memoryview | np.ndarray) -> Iterator[Chunk]:
         """Chunks ready to send for this piece of input (cut lazily: no whole copy)."""
@@ -123,18 +123,59 @@ class InputChunker:
             yield Chunk(part, len(part) / fmt.bytes_per_sample / fmt.sample_rate)
 
     def _opaque(self, data: bytes) -> Iterator[Chunk]:
-        if self.format.codec is Codec.WAV and self._wav_byte_rate is None:
-            self._wav_head += data[:4096 - len(self._wav_head)]
-            try:
-                info = read_wav(bytes(self._wav_head))
-            except InvalidAudio:
-                info = None
-            if info is not None:
-                self._wav_byte_rate = info.sample_rate * info.channels * info.bits_per_sample / 8
-        rate = self._wav_byte_rate
+        wav = self._wav
+        if wav is not None:
+            wav.read_header(data)
         for start in range(0, len(data), _OPAQUE_CHUNK):
             part = data[start:start + _OPAQUE_CHUNK]
-            yield Chunk(part, len(part) / rate if rate else 0.0)
+            yield Chunk(part, wav.seconds(len(part)) if wav is not None else 0.0)
+
+
+class _WavClock:
+    """The audio time in each piece of a WAV byte stream, in order.
+
+    Bytes before the samples (the header, with any metadata chunks: LIST,
+    bext, JUNK...) and after a sized data chunk take no time; samples take
+    their duration at the header's byte rate. The header is read whatever its
+    size, up to ``MAX_WAV_HEADER`` (then InvalidAudio).
+    """
+
+    def __init__(self) -> None:
+        self._head: bytearray | None = bytearray()
+        self._position = 0
+        self._start = 0
+        self._end: int | None = None
+        self._byte_rate = 0.0
+
+    def read_header(self, data: bytes) -> None:
+        """Look at the next piece (before ``seconds`` is asked for its parts).
+
+        Raises:
+            InvalidAudio: Not a WAV file, an unsupported fmt chunk, or no data
+                chunk within ``MAX_WAV_HEADER`` bytes.
+        """
+        head = self._head
+        if head is None:
+            return
+        head += data[:MAX_WAV_HEADER + 8 - len(head)]  # no more is ever needed
+        layout = locate_wav_data(head)
+        if layout is None:
+            return  # every byte so far is header: it took no time
+        info = read_wav(bytes(head[:layout.data_offset]))  # checks the fmt chunk
+        self._byte_rate = info.sample_rate * info.channels * info.bits_per_sample / 8
+        self._start = layout.data_offset
+        if layout.data_size is not None:
+            self._end = layout.data_offset + layout.data_size
+        self._head = None
+
+    def seconds(self, size: int) -> float:
+        """Seconds of audio in the next ``size`` bytes of the stream."""
+        begin, self._position = self._position, self._position + size
+        if self._head is not None:
+            return 0.0
+        end = self._position if self._end is None else min(self._position, self._end)
+        audio = end - max(begin, self._start)
+        return audio / self._byte_rate if audio > 0 else 0.0
 
 
 def plan_chunks(audio: bytes | bytearray | memoryview | np.ndarray, setup: Setup, *,

@@ -358,7 +358,11 @@ class ClientConnection(_Base):
         url: ``ws://`` or ``wss://`` URL of the S2S endpoint.
         api_key: Sent as the ``x-api-key`` header.
         token: Single-use token, sent as ``?token=``.
-        extra_headers: More upgrade headers.
+        extra_headers: More upgrade headers. One named like ours (``Host``,
+            ``User-Agent``, ``x-api-source``, ``x-api-key``; case-insensitive)
+            replaces ours. ``Host`` changes only the header: the TCP peer is
+            the URL's host, and the TLS server name is the transport's
+            (``parse_ws_url(url, server_hostname=...).tls_server_name``).
         max_message_size: Largest message accepted (close 1009 above it).
         max_handshake_size: Largest HTTP response head accepted.
         ping_interval: Seconds between keepalive pings (None: off).
@@ -367,6 +371,12 @@ class ClientConnection(_Base):
         idle_timeout: Seconds without any message while a request is live.
         close_timeout: Seconds to wait for the peer's close frame.
         now: The caller's current time, the origin of every deadline.
+
+    Raises:
+        InvalidURL: ``url`` is not a ws/wss/http/https URL with a host.
+        InvalidHeader: An extra header cannot be sent (``Upgrade``,
+            ``Connection``, ``Sec-WebSocket-*``, ``Content-Length``,
+            ``Transfer-Encoding``, a bad name or value).
     """
 
     def __init__(

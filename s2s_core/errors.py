@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._retry_after import retry_after_seconds
+from ._refusal import header_value, parse_retry_after, refusal_message
 
 __all__ = [
     "S2SError",
     "InvalidSetup",
     "InvalidAudio",
     "LocalProtocolError",
+    "InvalidHeader",
+    "InvalidURL",
     "RemoteProtocolError",
     "MessageTooBig",
     "ServerError",
@@ -82,6 +84,44 @@ class InvalidAudio(S2SError, ValueError):
 
 class LocalProtocolError(S2SError):
     """This side misused the protocol (e.g. audio before setup); state unchanged."""
+
+
+class InvalidHeader(LocalProtocolError, ValueError):
+    """An upgrade header from ``extra_headers`` cannot be sent as given.
+
+    Attributes:
+        name: The header name as given.
+    """
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"upgrade header {name}: {problem}")
+        self.name = name
+
+
+class InvalidURL(S2SError, ValueError):
+    """A URL (or base URL) cannot be used to reach the S2S service.
+
+    Attributes:
+        url: The URL as it was given, a password in it masked (``user:***@``).
+    """
+
+    def __init__(self, url: str, problem: str) -> None:
+        shown = _mask_password(url)
+        super().__init__(f"invalid URL {shown!r}: {problem}")
+        self.url = shown
+
+
+def _mask_password(url: str) -> str:
+    """``url`` with the password of its user info (``user:PASS@``) shown as ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}{slash}{path}"
 
 
 class RemoteProtocolError(S2SError):
@@ -187,22 +227,33 @@ class ConnectError(S2SError, ConnectionError):
 
 
 class HandshakeRejected(S2SError):
-    """The server (or a proxy) refused the WebSocket upgrade.
+    """The server (or a proxy) refused the WebSocket upgrade with an HTTP response.
+
+    Redirects are not followed (the official SDK does not either); the message
+    names the status, the ``Location`` of a redirect, the scheme a 401/403 asks
+    for, the ``Retry-After`` of a 429/503, and an excerpt of the body.
 
     Attributes:
         status: The HTTP status code.
-        headers: The response headers.
+        headers: The response headers (names lowercased, as h11 gives them).
         body: The response body (possibly truncated at the handshake limit).
-        retry_after: The ``Retry-After`` header in seconds (429, 503), or None.
+        reason: The status line's reason phrase ("" when the server sent none).
+        location: The ``Location`` header (where a redirect points), or None.
+        retry_after: Seconds to wait from ``Retry-After`` (delta-seconds, or an
+            HTTP-date measured from the response's ``Date``), or None.
     """
 
-    def __init__(self, status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> None:
-        preview = body[:200].decode("utf-8", "replace")
-        super().__init__(f"WebSocket upgrade refused with HTTP {status}: {preview}")
+    def __init__(self, status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes,
+                 *, reason: str = "") -> None:
         self.status = status
         self.headers = list(headers)
         self.body = body
-        self.retry_after = retry_after_seconds(self.headers)
+        self.reason = reason
+        self.location = header_value(self.headers, "location")
+        retry = header_value(self.headers, "retry-after")
+        self.retry_after = (None if retry is None else
+                            parse_retry_after(retry, header_value(self.headers, "date")))
+        super().__init__(refusal_message(status, reason, self.headers, body, self.retry_after))
 
 
 class S2STimeoutError(S2SError, TimeoutError):

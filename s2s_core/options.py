@@ -85,6 +85,7 @@ class OptionKwargs(TypedDict, total=False):
     proxy: str | None
     trust_env: bool
     retry: RetryPolicy | None
+    server_hostname: str | None
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,9 @@ class ClientOptions:
             through (never shown in a repr or an error).
         trust_env: With no ``proxy``, read ``HTTPS_PROXY``/``HTTP_PROXY``/
             ``ALL_PROXY``/``NO_PROXY`` (``s2s_core.proxy.proxy_for``).
+        server_hostname: The TLS server name (SNI, certificate check) when it
+            is not the URL's host, e.g. with ``extra_headers={"Host": ...}``
+            to reach the service through an address of its own.
         retry: How ``S2SClient`` calls retry transient failures
             (``s2s_core.retry``); None turns retries off. Only what the
             caller cannot notice is retried: ``s2s`` (its result is whole or
@@ -126,6 +130,7 @@ class ClientOptions:
     proxy: str | None = field(default=None, repr=False)
     trust_env: bool = True
     retry: RetryPolicy | None = field(default_factory=RetryPolicy)
+    server_hostname: str | None = None
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:

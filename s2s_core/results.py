@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from ._pcm import pcm16_view
+from ._riff import with_real_wav_sizes
+from .audio import decode_raw, pcm16_view, write_wav
 from .errors import ConnectionClosedError, S2SError, server_error_for
 from .events import Audio, Closed, EndOfStream, ErrorMessage, Ready, ServerEvent, Text
+from .formats import Direction, lookup_format
 
 __all__ = ["TextWithTimestamps", "S2SResult", "ResultCollector", "error_from_event"]
 
@@ -27,7 +31,9 @@ class S2SResult(msgspec.Struct, frozen=True, kw_only=True):
     """The whole output of one request.
 
     Attributes:
-        raw_data: Output audio bytes in ``output_format``.
+        raw_data: Output audio bytes in ``output_format``. A wav output is a
+            whole file: its RIFF and data sizes are the real ones (the stream
+            carries 0xFFFFFFFF, a streaming writer's "unknown length").
         sample_rate: Output rate from ``ready``.
         output_format: The setup's output format.
         request_id: The server's request id.
@@ -65,6 +71,35 @@ class S2SResult(msgspec.Struct, frozen=True, kw_only=True):
         samples: npt.NDArray[np.float32] = self.pcm16().astype(np.float32)
         samples *= np.float32(1 / 32768)
         return samples
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the output audio to a file that players and ``wave`` can open.
+
+        - wav: ``raw_data`` as is (a complete WAV file).
+        - pcm, pcm_<rate>: a 16-bit mono WAV file at the rate the format
+          names (plain ``pcm``: ``sample_rate``, from ``ready``).
+        - ulaw_8000, alaw_8000: decoded to a 16-bit mono 8 kHz WAV file. G.711
+          decoding is exact, and a PCM WAV opens everywhere (Python's ``wave``
+          reads no G.711 WAV), at twice the size of the G.711 bytes.
+        - opus: ``raw_data`` as is (an Ogg Opus file: name it ``.ogg``/``.opus``).
+
+        A trailing odd byte of a partial pcm result (half a sample) is dropped.
+
+        Raises:
+            OSError: The file cannot be written.
+        """
+        fmt = None if self.output_format is None else lookup_format(self.output_format,
+                                                                    Direction.OUTPUT)
+        if fmt is None or not fmt.is_raw:
+            with open(path, "wb") as file:
+                file.write(self.raw_data)
+            return
+        assert fmt.bytes_per_sample is not None
+        # A rate in the format's name wins; plain "pcm" has ready's (PROTOCOL.md 4, 9).
+        rate = fmt.sample_rate if fmt.name != "pcm" else self.sample_rate or fmt.sample_rate
+        assert rate is not None
+        data = self.raw_data[:len(self.raw_data) - len(self.raw_data) % fmt.bytes_per_sample]
+        write_wav(path, decode_raw(data, fmt), rate)
 
 
 def error_from_event(event: ErrorMessage | Closed, request_id: str | None = None) -> S2SError:
@@ -143,8 +178,11 @@ class ResultCollector:
         return self._build(complete=self.done)
 
     def _build(self, *, complete: bool) -> S2SResult:
+        raw = bytes(self._chunks)
+        if self.output_format == "wav":
+            raw = with_real_wav_sizes(raw)  # the buffer is the whole file
         return S2SResult(
-            raw_data=bytes(self._chunks),
+            raw_data=raw,
             sample_rate=self.ready.sample_rate if self.ready is not None else None,
             output_format=self.output_format,
             request_id=self.request_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -11,12 +12,18 @@ import msgspec
 from .errors import InvalidSetup
 from .formats import FORMAT_NAMES
 
-__all__ = ["Setup", "TARGET_LANGUAGES", "DEFAULT_MODEL"]
+__all__ = ["Setup", "TARGET_LANGUAGES", "DEFAULT_MODEL", "JSON_CONFIG_KEYS"]
 
 TARGET_LANGUAGES: tuple[str, ...] = ("en", "fr", "de", "es", "pt")
 """Values accepted for ``json_config["target_language"]``."""
 
 DEFAULT_MODEL = "s2s-translate"
+
+JSON_CONFIG_KEYS: frozenset[str] = frozenset({"target_language"})
+"""Keys a ``json_config`` object may hold (PROTOCOL.md section 2: the docs name no other).
+
+Other settings go through as a pre-encoded JSON string, which is sent untouched.
+"""
 
 _WIRE_FIELDS = (
     "model_name",
@@ -43,7 +50,10 @@ class Setup(msgspec.Struct, frozen=True, kw_only=True):
         output_format: Format of the audio we receive (always sent).
         json_config: Object such as ``{"target_language": "en"}`` or a
             pre-encoded JSON string (passed through untouched). Omit
-            ``target_language`` to keep the input language.
+            ``target_language`` to keep the input language. An object may
+            only hold the keys of ``JSON_CONFIG_KEYS`` (a typo would be sent
+            and silently ignored); a string is not checked for keys, so
+            settings this library does not know go through as a string.
         model_name: The S2S model (sent explicitly).
         stt_model_name: Inner speech-to-text model, optional.
         tts_model_name: Inner text-to-speech model, optional.
@@ -174,9 +184,25 @@ def _check_json_config(config: object) -> None:
         if not isinstance(decoded, dict):
             raise InvalidSetup("json_config", config, "a JSON object string")
         config = decoded
-    if not isinstance(config, dict):
-        raise InvalidSetup("json_config", config, "a dict or a JSON object string")
+    else:
+        if not isinstance(config, dict):
+            raise InvalidSetup("json_config", config, "a dict or a JSON object string")
+        _check_json_config_keys(config)
     language = config.get("target_language")
     if language is not None and language not in TARGET_LANGUAGES:
         raise InvalidSetup("json_config.target_language", language,
                            "one of " + ", ".join(TARGET_LANGUAGES) + " (or absent)")
+
+
+def _check_json_config_keys(config: dict[Any, Any]) -> None:
+    for key in config:
+        if key in JSON_CONFIG_KEYS:
+            continue
+        known = sorted(JSON_CONFIG_KEYS)
+        close = difflib.get_close_matches(str(key), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InvalidSetup(
+            "json_config", key,
+            f"a json_config key among {', '.join(known)}{hint}; to send settings this "
+            "library does not know, pass json_config as a pre-encoded JSON string "
+            "(json.dumps(...)): a string is sent untouched")

@@ -24,6 +24,7 @@ from s2s_core import __version__
 from s2s_core.connection import ServerConnection, UpgradeRequest
 from s2s_core.errors import (
     ConnectError,
+    InvalidURL,
     LocalProtocolError,
     PolicyViolation,
     S2SError,
@@ -118,7 +119,10 @@ def test_base_urls_change_the_scheme_only() -> None:
 
 
 def test_the_key_never_shows_in_reprs_or_errors() -> None:
-    api = RestApi("https://user:pw@h/api/", KEY)
+    with pytest.raises(InvalidURL) as refused:  # user info is refused, its password masked
+        RestApi("https://user:pw@h/api/", KEY)
+    assert "pw" not in str(refused.value) and "user:***@h" in str(refused.value)
+    api = RestApi("https://h/api/", KEY)
     call = api.credits()
     with pytest.raises(AuthenticationError) as error:
         call.parse(401, {}, b'{"detail":"bad key"}')

@@ -306,7 +306,7 @@ async def _connect(backend: Backend, url: str, *, api_key: str | None, token: st
         ServerError: The server refused the credentials (error, then close).
         ConnectionClosedError: The connection ended during the upgrade.
     """
-    target = parse_ws_url(url, token=token)
+    target = parse_ws_url(url, token=token, server_hostname=options.server_hostname)
     proxy = proxy_for(url, proxy=options.proxy, trust_env=options.trust_env)
     ssl_context = options.ssl_context
     if target.secure and ssl_context is None:

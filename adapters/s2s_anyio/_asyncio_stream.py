@@ -197,14 +197,16 @@ class AsyncioByteStream(asyncio.Protocol):
 
 
 async def open_asyncio_stream(host: str, port: int, ssl_context: ssl.SSLContext | None,
-                              proxy: ProxyConfig | None = None) -> AsyncioByteStream:
+                              proxy: ProxyConfig | None = None, *,
+                              tls_server_name: str | None = None) -> AsyncioByteStream:
     """Connect (happy eyeballs across addresses; TLS when ``ssl_context`` is given).
 
     Through ``proxy`` when given: python-socks opens the tunnel, then TLS to
-    ``host`` runs inside it (SNI and verification name the service).
+    the service runs inside it. TLS names ``tls_server_name`` (default:
+    ``host``) for SNI and verification.
     """
     loop = asyncio.get_running_loop()
-    server_hostname = host if ssl_context is not None else None
+    server_hostname = (tls_server_name or host) if ssl_context is not None else None
     if proxy is None:
         extra: dict[str, Any] = {}
         if isinstance(loop, asyncio.BaseEventLoop):

@@ -43,7 +43,8 @@ class AnyioBackend:
             from s2s_trio._backend import BACKEND as TRIO  # anyio's other backend is trio
 
             return await TRIO.connect(target, ssl_context, proxy)
-        return await open_asyncio_stream(target.host, target.port, ssl_context, proxy)
+        return await open_asyncio_stream(target.host, target.port, ssl_context, proxy,
+                                         tls_server_name=target.tls_server_name)
 
     async def send_all(self, stream: Any, data: bytes) -> None:
         await stream.send_all(data)

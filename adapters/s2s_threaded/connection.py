@@ -355,7 +355,7 @@ def _connect(url: str, *, api_key: str | None, token: str | None,
     Raises:
         S2SError: See ``connect_websocket``.
     """
-    target = parse_ws_url(url, token=token)
+    target = parse_ws_url(url, token=token, server_hostname=options.server_hostname)
     ssl_context = options.ssl_context
     if target.secure and ssl_context is None:
         ssl_context = ssl.create_default_context()

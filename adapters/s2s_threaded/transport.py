@@ -42,7 +42,7 @@ def connect_websocket(table: RequestTable, target: WebSocketTarget,
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if ssl_context is not None:
                 sock.settimeout(_left(deadline))
-                sock = ssl_context.wrap_socket(sock, server_hostname=target.host)
+                sock = ssl_context.wrap_socket(sock, server_hostname=target.tls_server_name)
             _upgrade(table, sock, deadline)
         except BaseException:
             sock.close()

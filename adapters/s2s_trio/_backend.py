@@ -30,7 +30,7 @@ class TrioBackend:
             stream = trio.SocketStream(await _tunnel(proxy, target))
         # TLS to the service inside the tunnel: SNI and verification name the service.
         if ssl_context is not None:
-            tls = trio.SSLStream(stream, ssl_context, server_hostname=target.host,
+            tls = trio.SSLStream(stream, ssl_context, server_hostname=target.tls_server_name,
                                  https_compatible=False)
             try:
                 await tls.do_handshake()
