@@ -41,6 +41,7 @@ from .audio import (
     wav_header,
     write_wav,
 )
+from .client_base import ClientBase, SetupLike
 from .connection import (
     DEFAULT_MAX_HANDSHAKE_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -59,10 +60,13 @@ from .errors import (
     IdleTimeout,
     InternalServerError,
     InvalidAudio,
+    InvalidHeader,
     InvalidSetup,
+    InvalidURL,
     KeepaliveTimeout,
     LocalProtocolError,
     MessageTooBig,
+    MissingCredentials,
     PolicyViolation,
     ProtocolViolation,
     ReadyTimeout,
@@ -87,11 +91,37 @@ from .events import (
     Text,
     UnknownMessage,
 )
+from .feeder import FeedStep, InputFeeder, Step, replayable
 from .formats import FORMAT_NAMES, FRAME_SECONDS, AudioFormat, Codec, Direction, lookup_format
+from .options import ClientOptions, OptionKwargs
 from .protocol import ClientProtocol, ProtocolState, RequestInfo, ServerProtocol
+from .proxy import InvalidProxy, ProxyConfig, ProxyError, proxy_for
+from .request_table import WAIT, RequestHandle, RequestTable
+from .rest import (
+    AuthenticationError,
+    Credits,
+    InvalidResponse,
+    NotFound,
+    RestApi,
+    RestError,
+    RestSettings,
+    Token,
+    Voice,
+)
 from .results import S2SResult, TextWithTimestamps
-from .setup import DEFAULT_MODEL, TARGET_LANGUAGES, Setup
+from .retry import (
+    Attempt,
+    ErrorClass,
+    GiveUp,
+    InvalidRetryPolicy,
+    Retrier,
+    Retry,
+    RetryPolicy,
+    classify,
+)
+from .setup import DEFAULT_MODEL, JSON_CONFIG_KEYS, TARGET_LANGUAGES, Setup
 from .urls import DEFAULT_BASE_URL, REGIONS, S2S_ROUTE, s2s_url
+from .voices import FLAGSHIP_VOICES
 
 __all__ = [
     "__version__",
@@ -183,4 +213,46 @@ __all__ = [
     "REGIONS",
     "S2S_ROUTE",
     "s2s_url",
+    "FLAGSHIP_VOICES",
+    "JSON_CONFIG_KEYS",
+    # client options and the pieces every adapter shares
+    "ClientOptions",
+    "OptionKwargs",
+    "ClientBase",
+    "SetupLike",
+    "MissingCredentials",
+    "InvalidURL",
+    "InvalidHeader",
+    # the requests layer (sans-IO)
+    "RequestTable",
+    "RequestHandle",
+    "WAIT",
+    "InputFeeder",
+    "FeedStep",
+    "Step",
+    "replayable",
+    # retries
+    "RetryPolicy",
+    "Retrier",
+    "Retry",
+    "GiveUp",
+    "Attempt",
+    "ErrorClass",
+    "InvalidRetryPolicy",
+    "classify",
+    # proxies
+    "ProxyConfig",
+    "ProxyError",
+    "InvalidProxy",
+    "proxy_for",
+    # REST
+    "RestApi",
+    "RestSettings",
+    "RestError",
+    "AuthenticationError",
+    "NotFound",
+    "InvalidResponse",
+    "Voice",
+    "Credits",
+    "Token",
 ]

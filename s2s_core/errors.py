@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._refusal import header_value, parse_retry_after, refusal_message
@@ -57,9 +57,24 @@ class S2SError(Exception):
         Read from the one table in ``s2s_core.retry``, by code and status,
         never by message text.
         """
-        from .retry import ErrorClass, classify  # retry imports this module
+        return _retry_rule(self)
 
-        return classify(self) is not ErrorClass.FINAL
+
+def _no_rule(error: BaseException) -> bool:
+    return False  # replaced when s2s_core.retry is imported (s2s_core's __init__ does)
+
+
+_retry_rule: Callable[[BaseException], bool] = _no_rule
+
+
+def set_retry_rule(rule: Callable[[BaseException], bool]) -> None:
+    """Install the function behind ``S2SError.retryable`` (``s2s_core.retry`` does).
+
+    The table lives in ``s2s_core.retry``, which imports this module: it
+    registers itself here instead of this module importing it back.
+    """
+    global _retry_rule
+    _retry_rule = rule
 
 
 class InvalidSetup(S2SError, ValueError):

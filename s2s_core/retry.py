@@ -66,6 +66,7 @@ from .errors import (
     S2SError,
     S2STimeoutError,
     ServerError,
+    set_retry_rule,
 )
 from .proxy import ProxyError
 
@@ -484,3 +485,6 @@ class Retrier:
 def _summary(error: BaseException) -> str:
     """Type, code and text of an error, for a log line (the texts hold no secrets)."""
     return f"{type(error).__name__}: {error}"
+
+
+set_retry_rule(lambda error: classify(error) is not ErrorClass.FINAL)

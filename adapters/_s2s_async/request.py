@@ -8,17 +8,34 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from s2s_core.errors import LocalProtocolError, S2SError
 from s2s_core.events import Ready, ServerEvent
 from s2s_core.protocol import AudioInput
-from s2s_core.request_table import WAIT, RequestHandle
+from s2s_core.request_table import WAIT, RequestHandle, RequestTable
 from s2s_core.results import ResultCollector, S2SResult, TextWithTimestamps
 from s2s_core.setup import Setup
 
-if TYPE_CHECKING:
-    from .connection import Connection
+from .backend import Backend
+
+
+class RequestLink(Protocol):
+    """What a request needs of its connection (``Connection`` is one)."""
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def table(self) -> RequestTable: ...
+
+    async def flush_for(self, handle: RequestHandle, what: str) -> None: ...
+
+    def consumer_took(self) -> None: ...
+
+    def _after_input(self) -> None: ...
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None: ...
 
 __all__ = ["Request", "EventIterator"]
 
@@ -37,7 +54,7 @@ class Request:
     events that arrived before a failure are yielded before it is raised.
     """
 
-    def __init__(self, conn: Connection, handle: RequestHandle) -> None:
+    def __init__(self, conn: RequestLink, handle: RequestHandle) -> None:
         self._conn = conn
         self.handle = handle
         self._takes = 0

@@ -14,17 +14,29 @@ import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from s2s_core.errors import LocalProtocolError
 from s2s_core.events import Ready, ServerEvent
 from s2s_core.protocol import AudioInput
-from s2s_core.request_table import RequestHandle
+from s2s_core.request_table import RequestHandle, RequestTable
 from s2s_core.results import ResultCollector, S2SResult, TextWithTimestamps
 from s2s_core.setup import Setup
 
-if TYPE_CHECKING:
-    from .connection import Connection
+
+class RequestLink(Protocol):
+    """What a request needs of its connection (``Connection`` is one)."""
+
+    _lock: threading.Lock
+
+    @property
+    def table(self) -> RequestTable: ...
+
+    def flush_for(self, handle: RequestHandle, what: str) -> None: ...
+
+    def consumer_took(self) -> None: ...
+
+    def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 __all__ = ["Request", "Timeout", "TIMEOUT", "SLICE_S", "wait_sliced"]
 
@@ -63,7 +75,7 @@ class Request:
     Events that arrived before a failure are yielded before it is raised.
     """
 
-    def __init__(self, conn: Connection, handle: RequestHandle) -> None:
+    def __init__(self, conn: RequestLink, handle: RequestHandle) -> None:
         self._conn = conn
         self.handle = handle
         handle.waker = threading.Event()
