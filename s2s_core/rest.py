@@ -30,7 +30,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
 
 import msgspec
 
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RestSettings",
+    "RestOptions",
     "API_SOURCE",
     "AuthenticationError",
     "Credits",
@@ -497,6 +498,16 @@ def _public_url(url: str) -> str:
              for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
     return urllib.parse.urlunsplit(parts._replace(
         netloc=netloc, query=urllib.parse.urlencode(query, safe="*")))
+
+
+class RestOptions(TypedDict, total=False):
+    """``RestSettings``' keyword arguments (``RestClient(url, key, **options)``)."""
+
+    ssl_context: ssl.SSLContext | None
+    timeout: float | None
+    proxy: str | None
+    trust_env: bool
+    extra_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None
 
 
 class RestSettings:

@@ -6,11 +6,9 @@ errors; ``s2s_core.rest`` builds every request and reads every answer.
 
 from __future__ import annotations
 
-import ssl
-from collections.abc import Mapping, Sequence
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
-from s2s_core.rest import Credits, RestCall, RestSettings, Token, Voice
+from s2s_core.rest import Credits, RestCall, RestOptions, RestSettings, Token, Voice
 
 __all__ = ["RestClient", "RestMixin", "RestSettings"]
 
@@ -86,14 +84,9 @@ class RestClient(RestMixin):
         >>> french = [v for v in rest.voice_list() if v.language == "fr"]
     """
 
-    def __init__(self, base_url: str, api_key: str | None, *,
-                 ssl_context: ssl.SSLContext | None = None, timeout: float | None = 10.0,
-                 proxy: str | None = None, trust_env: bool = True,
-                 extra_headers: Mapping[str, str] | Sequence[tuple[str, str]] | None = None
-                 ) -> None:
-        self._rest = RestSettings(base_url, api_key, ssl_context=ssl_context, timeout=timeout,
-                                  proxy=proxy, trust_env=trust_env,
-                                  extra_headers=extra_headers)
+    def __init__(self, base_url: str, api_key: str | None,
+                 **options: Unpack[RestOptions]) -> None:
+        self._rest = RestSettings(base_url, api_key, **options)
 
     def __repr__(self) -> str:
         return f"RestClient({self._rest.api!r})"
