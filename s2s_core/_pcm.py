@@ -20,6 +20,7 @@ __all__ = [
     "MAX_CHANNELS",
     "AudioInput",
     "channels_last",
+    "check_array",
     "mono_samples",
     "Int16Array",
     "bytes_per_80ms",
@@ -148,13 +149,13 @@ def channels_last(shape: tuple[int, ...], hint: bool | None = None) -> bool:
         "channels and more samples than that; pass 1-D mono samples, or longer chunks")
 
 
-def mono_samples(audio: npt.NDArray[Any], *, downmix: bool = False,
-                 hint: bool | None = None) -> npt.NDArray[Any]:
-    """Checked 1-D samples of an array: int16 as is, floats as float (not yet clipped).
+def check_array(audio: npt.NDArray[Any], *, downmix: bool = False,
+                hint: bool | None = None) -> bool | None:
+    """Check an array's dtype and shape as audio; return its layout.
 
-    1-D arrays are mono. 2-D arrays are (samples, channels) or (channels,
-    samples), told apart by ``channels_last`` (with ``hint``); several
-    channels are averaged when ``downmix`` is set, else refused.
+    Returns:
+        None for 1-D (mono) samples; for 2-D, whether the channels are last
+        (``channels_last``, with ``hint``).
 
     Raises:
         InvalidAudio: Unsupported dtype or shape, an ambiguous 2-D shape, or
@@ -168,7 +169,7 @@ def mono_samples(audio: npt.NDArray[Any], *, downmix: bool = False,
             f"unsupported audio dtype {dtype}; expected int16, float32 or float64"
         )
     if audio.ndim == 1:
-        return audio
+        return None
     if audio.ndim != 2:
         raise InvalidAudio(f"audio must be 1-D (samples) or 2-D (samples, channels) or "
                            f"(channels, samples), got shape {audio.shape}")
@@ -179,6 +180,23 @@ def mono_samples(audio: npt.NDArray[Any], *, downmix: bool = False,
         raise InvalidAudio(
             f"audio of shape {audio.shape} has {channels} channels, read as {layout}; the "
             "protocol is mono: pass downmix=True to average the channels")
+    return last
+
+
+def mono_samples(audio: npt.NDArray[Any], *, downmix: bool = False,
+                 hint: bool | None = None) -> npt.NDArray[Any]:
+    """Checked 1-D samples of an array: int16 as is, floats as float (not yet clipped).
+
+    1-D arrays are mono. 2-D arrays are (samples, channels) or (channels,
+    samples), told apart by ``channels_last`` (with ``hint``); several
+    channels are averaged when ``downmix`` is set, else refused.
+
+    Raises:
+        InvalidAudio: As ``check_array``.
+    """
+    last = check_array(audio, downmix=downmix, hint=hint)
+    if last is None:
+        return audio
     return _mean_channels(audio if last else audio.T)
 
 

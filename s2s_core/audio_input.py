@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._pcm import channels_last, float_to_int16, mono_samples
+from ._pcm import channels_last, check_array, float_to_int16, mono_samples
 from ._resample import Resampler
 from ._riff import MAX_WAV_HEADER, locate_wav_data
 from .audio import read_wav, to_pcm16
@@ -108,6 +108,23 @@ class InputChunker:
             yield Chunk(view[offset:offset + frame], FRAME_SECONDS)
         pending += view[end:]
 
+    def check(self, piece: object) -> None:
+        """Refuse a numpy piece that ``feed`` would refuse, without converting it.
+
+        For a whole input given at once: its mistakes are found before
+        anything is sent. Other pieces are checked when fed.
+
+        Raises:
+            InvalidAudio: An array for a non-pcm format, or of a dtype or
+                shape that is refused (see ``s2s_core.audio.channels_last``).
+        """
+        if not isinstance(piece, np.ndarray):
+            return
+        if self.format.codec is not Codec.PCM16:
+            raise InvalidAudio(f"numpy audio needs a pcm input_format, not {self.format.name!r}; "
+                               "encode it yourself and pass bytes")
+        check_array(piece, downmix=self._downmix)
+
     def _flush_resampler(self) -> Iterator[Chunk]:
         assert self._resampler is not None
         self._resampling = False
@@ -118,9 +135,7 @@ class InputChunker:
         fmt = self.format
         if isinstance(piece, np.ndarray):
             if fmt.codec is not Codec.PCM16:
-                raise InvalidAudio(
-                    f"numpy audio needs a pcm input_format, not {fmt.name!r}; "
-                    "encode it yourself and pass bytes")
+                self.check(piece)
             resampler = self._resampler
             if resampler is None and piece.ndim == 1:
                 if piece.dtype == np.dtype("<i2") and piece.flags.c_contiguous:
