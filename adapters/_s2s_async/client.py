@@ -148,8 +148,12 @@ class OpenStream:
                 raise
 
     def replayable(self) -> bool:
-        """Whether the input can be sent again from its start."""
-        return replayable(self._audio) or (self.source is not None and not self.source.pulled)
+        """Whether the input can be sent again from its start.
+
+        A one-shot source can while nothing was pulled from it, including
+        when the attempt failed before its source was made (connect, upgrade).
+        """
+        return replayable(self._audio) or self.source is None or not self.source.pulled
 
     async def _attempt(self) -> S2SStream:
         conn = self._given
