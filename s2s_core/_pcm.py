@@ -17,7 +17,11 @@ from .errors import InvalidAudio
 from .formats import Direction, lookup_format
 
 __all__ = [
+    "MAX_CHANNELS",
     "AudioInput",
+    "channels_last",
+    "check_array",
+    "mono_samples",
     "Int16Array",
     "bytes_per_80ms",
     "float_to_int16",
@@ -91,21 +95,72 @@ _INT16 = np.dtype(np.int16)
 
 def _downmix(samples: npt.NDArray[np.generic]) -> Int16Array:
     """Average the channels of an (n, channels) int16 or float array into int16 mono."""
+    mono = _mean_channels(samples)
+    return mono if mono.dtype.kind == "i" else float_to_int16(mono)
+
+
+def _mean_channels(samples: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The channel average of (n, channels) samples: int16 for int16, float64 for floats."""
     if samples.shape[1] == 1:
-        column = samples[:, 0]
-        if column.dtype.kind == "f":
-            return float_to_int16(column)
-        return column.astype(np.int16)
+        column: npt.NDArray[Any] = samples[:, 0]
+        return column if column.dtype.kind == "f" else column.astype(np.int16)
     mean: npt.NDArray[np.float64] = samples.mean(axis=1, dtype=np.float64)
     if samples.dtype.kind == "f":
-        return float_to_int16(mean)
+        return mean
     # The mean of int16 values is in range: only rounding is needed.
     np.rint(mean, out=mean)
     return mean.astype(np.int16)
 
 
-def _as_int16_mono(audio: npt.NDArray[np.generic], downmix: bool) -> npt.NDArray[np.int16]:
-    """Validate dtype and shape of an array and return int16 mono (maybe a view)."""
+MAX_CHANNELS = 8
+"""The most channels a 2-D array may hold: its other dimension (more than
+this) is the samples, so (samples, channels) and (channels, samples) are
+told apart by shape."""
+
+
+def channels_last(shape: tuple[int, ...], hint: bool | None = None) -> bool:
+    """Whether a 2-D shape is (samples, channels) rather than (channels, samples).
+
+    The channels are the dimension of at most ``MAX_CHANNELS`` when the other
+    one is longer. When both are that short, ``hint`` decides (the layout of
+    the stream's earlier chunks); without one, a dimension of 1 is the
+    channel (mono either way), and anything else is ambiguous.
+
+    Raises:
+        InvalidAudio: No dimension is a channel count (both longer than
+            ``MAX_CHANNELS``), or the shape is ambiguous; the message names it.
+    """
+    rows, columns = shape
+    if columns <= MAX_CHANNELS < rows:
+        return True
+    if rows <= MAX_CHANNELS < columns:
+        return False
+    if rows > MAX_CHANNELS:
+        raise InvalidAudio(
+            f"audio of shape {shape} has no channel dimension: a 2-D array is (samples, "
+            f"channels) or (channels, samples) with at most {MAX_CHANNELS} channels")
+    if hint is not None:
+        return hint
+    if columns == 1 or rows == 1:
+        return columns == 1
+    raise InvalidAudio(
+        f"audio of shape {shape} is ambiguous: either dimension could be the channels. A "
+        f"2-D array is (samples, channels) or (channels, samples) with at most {MAX_CHANNELS} "
+        "channels and more samples than that; pass 1-D mono samples, or longer chunks")
+
+
+def check_array(audio: npt.NDArray[Any], *, downmix: bool = False,
+                hint: bool | None = None) -> bool | None:
+    """Check an array's dtype and shape as audio; return its layout.
+
+    Returns:
+        None for 1-D (mono) samples; for 2-D, whether the channels are last
+        (``channels_last``, with ``hint``).
+
+    Raises:
+        InvalidAudio: Unsupported dtype or shape, an ambiguous 2-D shape, or
+            several channels without ``downmix`` (the message names the shape).
+    """
     dtype = audio.dtype
     if dtype.kind not in "if" or (dtype.kind == "i" and dtype.itemsize != 2) or (
         dtype.kind == "f" and dtype.itemsize not in (4, 8)
@@ -113,20 +168,44 @@ def _as_int16_mono(audio: npt.NDArray[np.generic], downmix: bool) -> npt.NDArray
         raise InvalidAudio(
             f"unsupported audio dtype {dtype}; expected int16, float32 or float64"
         )
-    if audio.ndim == 2:
-        if audio.shape[1] != 1 and not downmix:
-            raise InvalidAudio(
-                f"audio of shape {audio.shape} has {audio.shape[1]} channels; the protocol "
-                "is mono: pass downmix=True to average the channels"
-            )
-        return _downmix(audio)
-    if audio.ndim != 1:
+    if audio.ndim == 1:
+        return None
+    if audio.ndim != 2:
+        raise InvalidAudio(f"audio must be 1-D (samples) or 2-D (samples, channels) or "
+                           f"(channels, samples), got shape {audio.shape}")
+    last = channels_last(audio.shape, hint)
+    channels = audio.shape[1] if last else audio.shape[0]
+    if channels != 1 and not downmix:
+        layout = "(samples, channels)" if last else "(channels, samples)"
         raise InvalidAudio(
-            f"audio must be 1-D (samples) or 2-D (samples, channels), got shape {audio.shape}"
-        )
-    if dtype.kind == "f":
-        return float_to_int16(audio)
-    return cast(Int16Array, audio)
+            f"audio of shape {audio.shape} has {channels} channels, read as {layout}; the "
+            "protocol is mono: pass downmix=True to average the channels")
+    return last
+
+
+def mono_samples(audio: npt.NDArray[Any], *, downmix: bool = False,
+                 hint: bool | None = None) -> npt.NDArray[Any]:
+    """Checked 1-D samples of an array: int16 as is, floats as float (not yet clipped).
+
+    1-D arrays are mono. 2-D arrays are (samples, channels) or (channels,
+    samples), told apart by ``channels_last`` (with ``hint``); several
+    channels are averaged when ``downmix`` is set, else refused.
+
+    Raises:
+        InvalidAudio: As ``check_array``.
+    """
+    last = check_array(audio, downmix=downmix, hint=hint)
+    if last is None:
+        return audio
+    return _mean_channels(audio if last else audio.T)
+
+
+def _as_int16_mono(audio: npt.NDArray[np.generic], downmix: bool) -> npt.NDArray[np.int16]:
+    """Validate dtype and shape of an array and return int16 mono (maybe a view)."""
+    mono = mono_samples(audio, downmix=downmix)
+    if mono.dtype.kind == "f":
+        return float_to_int16(mono)
+    return cast(Int16Array, mono)
 
 
 def _clip_two_calls(x: npt.NDArray[Any], lo: float, hi: float) -> npt.NDArray[Any]:
@@ -158,15 +237,16 @@ def to_pcm16(audio: AudioInput, *, downmix: bool = False) -> bytes:
     Args:
         audio: PCM16 bytes (an even number of them), or a numpy array: int16
             (passed through), float32/float64 in [-1, 1] (see
-            ``float_to_int16``), 1-D or shaped (samples, channels).
+            ``float_to_int16``), 1-D, or 2-D as (samples, channels) or
+            (channels, samples) (see ``channels_last``).
         downmix: Average the channels of a 2-D array instead of refusing it.
 
     Returns:
         Little-endian PCM16 bytes, whatever the host byte order.
 
     Raises:
-        InvalidAudio: Odd byte length, unsupported dtype or shape, or several
-            channels without ``downmix``.
+        InvalidAudio: Odd byte length, unsupported dtype or shape, an
+            ambiguous 2-D shape, or several channels without ``downmix``.
     """
     if type(audio) is np.ndarray and audio.ndim == 1 and _NATIVE_IS_LE:
         # The common case first: one chunk of samples, int16 or float.

@@ -289,15 +289,19 @@ def wav_header(sample_rate: int, *, channels: int = 1, data_size: int | None = N
     )
 
 
-def _interleaved_pcm16(audio: AudioInput, channels: int) -> bytes:
-    """PCM16 bytes of mono audio, or of an (n, channels) array interleaved."""
-    if isinstance(audio, np.ndarray) and audio.ndim == 2 and audio.shape[1] == channels > 1:
+def _interleaved_pcm16(audio: AudioInput, channels: int, downmix: bool) -> bytes:
+    """PCM16 bytes of mono audio, or of an (n, channels) or (channels, n) array interleaved."""
+    if isinstance(audio, np.ndarray) and audio.ndim == 2 and channels > 1 and (
+            channels in audio.shape):
+        # The writer knows the channel count: a square array is read (n, channels).
+        if audio.shape[1] != channels:
+            audio = audio.T
         if audio.dtype.kind == "f":
             return np.asarray(float_to_int16(audio), dtype=_LE_INT16).tobytes()
         if audio.dtype.kind != "i" or audio.dtype.itemsize != 2:
             raise InvalidAudio(f"unsupported audio dtype {audio.dtype}")
         return np.asarray(audio, dtype=_LE_INT16).tobytes()
-    return to_pcm16(audio)
+    return to_pcm16(audio, downmix=downmix)
 
 
 def write_wav(
@@ -306,17 +310,21 @@ def write_wav(
     sample_rate: int,
     *,
     channels: int = 1,
+    downmix: bool = False,
 ) -> None:
     """Write a 16-bit PCM WAV file with exact sizes.
 
     Args:
         path_or_file: A path, or a binary file object (left open).
         pcm16: PCM16 bytes (interleaved when ``channels`` > 1) or any array
-            ``to_pcm16`` accepts; an (n, channels) array keeps its channels.
+            ``to_pcm16`` accepts; an (n, channels) or (channels, n) array
+            keeps its channels.
         sample_rate: Samples per second.
         channels: Channel count of the data.
+        downmix: With ``channels=1``, average a 2-D array's channels instead
+            of refusing it.
     """
-    data = _interleaved_pcm16(pcm16, channels)
+    data = _interleaved_pcm16(pcm16, channels, downmix)
     blob = wav_header(sample_rate, channels=channels, data_size=len(data)) + data
     if len(data) & 1:
         blob += b"\x00"
@@ -349,11 +357,11 @@ class WavStreamWriter:
         """Bytes of sample data written so far."""
         return self._data_size
 
-    def write(self, pcm16: AudioInput) -> None:
-        """Append samples (same forms as ``write_wav``)."""
+    def write(self, pcm16: AudioInput, *, downmix: bool = False) -> None:
+        """Append samples (same forms and ``downmix`` as ``write_wav``)."""
         if self._closed:
             raise ValueError("WavStreamWriter is closed")
-        data = _interleaved_pcm16(pcm16, self._channels)
+        data = _interleaved_pcm16(pcm16, self._channels, downmix)
         self._file.write(data)
         self._data_size += len(data)
 

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._pcm import channels_last, check_array, float_to_int16, mono_samples
+from ._resample import Resampler
 from ._riff import MAX_WAV_HEADER, locate_wav_data
-from .audio import read_wav, resample, to_pcm16
+from .audio import read_wav, to_pcm16
 from .errors import InvalidAudio
 from .formats import FRAME_SECONDS, AudioFormat, Codec, Direction, lookup_format
 from .setup import Setup
@@ -42,30 +44,56 @@ def silence(fmt: AudioFormat, seconds: float) -> bytes:
 class InputChunker:
     """Converts one request's input pieces to wire chunks with their duration.
 
-    Arrays are clipped to int16 (and resampled from ``sample_rate`` when it
-    differs from the format's rate); raw formats are re-cut into 80 ms
-    chunks; wav and opus bytes go through unchanged (wav durations come from
-    its header). Call ``finish`` last for the tail and the trailing silence.
+    Arrays are clipped to int16, mixed down to mono with ``downmix`` (2-D
+    arrays: see ``s2s_core.audio.channels_last``; a chunk too short to tell
+    its layout takes the layout of the chunks before it) and resampled from
+    ``sample_rate`` when it differs from the format's rate, by ONE streaming
+    resampler for the whole request (no clicks at chunk edges, no drift);
+    raw formats are re-cut into 80 ms chunks; wav and opus bytes go through
+    unchanged (wav durations come from its header). Call ``finish`` last for
+    the tail and the trailing silence.
+
+    Args:
+        setup: The request's setup (its ``input_format``).
+        sample_rate: Rate of numpy input when not the format's (bytes are
+            always in the format's rate).
+        trailing_silence_s: Silence appended by ``finish`` (raw formats).
+        downmix: Average the channels of 2-D arrays instead of refusing them.
+
+    Raises:
+        InvalidAudio: ``sample_rate`` is not positive.
     """
 
     def __init__(self, setup: Setup, *, sample_rate: int | None = None,
-                 trailing_silence_s: float = 0.0) -> None:
+                 trailing_silence_s: float = 0.0, downmix: bool = False) -> None:
         self.format = lookup_format(setup.input_format, Direction.INPUT)
         if sample_rate is not None and sample_rate <= 0:
             raise InvalidAudio(f"sample_rate must be positive, got {sample_rate}")
-        self._array_rate = sample_rate
         self._trailing = trailing_silence_s
+        self._downmix = downmix
+        self._layout: bool | None = None  # channels last? (from the 2-D chunks so far)
         self._frame = self.format.bytes_per_frame
         self._pending = bytearray()
         self._wav = _WavClock() if self.format.codec is Codec.WAV else None
+        rate = self.format.sample_rate
+        self._resampler = (Resampler(sample_rate, rate) if sample_rate is not None
+                           and rate is not None and sample_rate != rate
+                           and self.format.codec is Codec.PCM16 else None)
+        self._resampling = False  # the resampler holds samples to flush
 
     def feed(self, piece: bytes | bytearray | memoryview | np.ndarray) -> Iterator[Chunk]:
         """Chunks ready to send for this piece of input (cut lazily: no whole copy)."""
+        if not isinstance(piece, np.ndarray) and self._resampling:
+            yield from self._flush_resampler()  # what came before the bytes goes first
         view = self._as_bytes(piece)
         if self._frame is None:
             yield from self._opaque(bytes(view))
             return
+        yield from self._cut(view)
+
+    def _cut(self, view: memoryview) -> Iterator[Chunk]:
         frame = self._frame
+        assert frame is not None
         pending = self._pending
         start = 0
         if pending:
@@ -80,24 +108,48 @@ class InputChunker:
             yield Chunk(view[offset:offset + frame], FRAME_SECONDS)
         pending += view[end:]
 
+    def check(self, piece: object) -> None:
+        """Refuse a numpy piece that ``feed`` would refuse, without converting it.
+
+        For a whole input given at once: its mistakes are found before
+        anything is sent. Other pieces are checked when fed.
+
+        Raises:
+            InvalidAudio: An array for a non-pcm format, or of a dtype or
+                shape that is refused (see ``s2s_core.audio.channels_last``).
+        """
+        if not isinstance(piece, np.ndarray):
+            return
+        if self.format.codec is not Codec.PCM16:
+            raise InvalidAudio(f"numpy audio needs a pcm input_format, not {self.format.name!r}; "
+                               "encode it yourself and pass bytes")
+        check_array(piece, downmix=self._downmix)
+
+    def _flush_resampler(self) -> Iterator[Chunk]:
+        assert self._resampler is not None
+        self._resampling = False
+        tail = self._resampler.flush()
+        yield from self._cut(memoryview(np.asarray(tail, dtype="<i2").tobytes()))
+
     def _as_bytes(self, piece: bytes | bytearray | memoryview | np.ndarray) -> memoryview:
         fmt = self.format
         if isinstance(piece, np.ndarray):
             if fmt.codec is not Codec.PCM16:
-                raise InvalidAudio(
-                    f"numpy audio needs a pcm input_format, not {fmt.name!r}; "
-                    "encode it yourself and pass bytes")
-            assert fmt.sample_rate is not None
-            resampling = self._array_rate is not None and self._array_rate != fmt.sample_rate
-            if (not resampling and piece.dtype == np.dtype("<i2") and piece.ndim == 1
-                    and piece.flags.c_contiguous):
-                return piece.data.cast("B")  # already wire samples: no copy
-            pcm = to_pcm16(piece)
-            if resampling:
-                assert self._array_rate is not None
-                samples = np.frombuffer(pcm, dtype="<i2")
-                pcm = resample(samples, self._array_rate, fmt.sample_rate).astype("<i2").tobytes()
-            return memoryview(pcm)
+                self.check(piece)
+            resampler = self._resampler
+            if resampler is None and piece.ndim == 1:
+                if piece.dtype == np.dtype("<i2") and piece.flags.c_contiguous:
+                    return piece.data.cast("B")  # already wire samples: no copy
+                return memoryview(to_pcm16(piece))
+            if piece.ndim == 2:
+                self._layout = channels_last(piece.shape, self._layout)
+            mono = mono_samples(piece, downmix=self._downmix, hint=self._layout)
+            if resampler is not None:
+                self._resampling = True
+                samples = resampler.process(mono)
+            else:
+                samples = float_to_int16(mono) if mono.dtype.kind == "f" else mono
+            return memoryview(np.asarray(samples, dtype="<i2").tobytes())
         if not isinstance(piece, (bytes, bytearray, memoryview)):
             raise InvalidAudio(f"audio chunks must be bytes or numpy arrays, "
                                f"not {type(piece).__name__}")
@@ -109,6 +161,8 @@ class InputChunker:
         fmt = self.format
         if self._frame is None:
             return
+        if self._resampling:
+            yield from self._flush_resampler()
         assert fmt.bytes_per_sample is not None and fmt.sample_rate is not None
         tail = bytes(self._pending)
         self._pending.clear()
@@ -179,9 +233,11 @@ class _WavClock:
 
 
 def plan_chunks(audio: bytes | bytearray | memoryview | np.ndarray, setup: Setup, *,
-                sample_rate: int | None = None, trailing_silence_s: float = 0.0) -> list[Chunk]:
-    """All chunks for a whole input given at once."""
-    chunker = InputChunker(setup, sample_rate=sample_rate, trailing_silence_s=trailing_silence_s)
+                sample_rate: int | None = None, trailing_silence_s: float = 0.0,
+                downmix: bool = False) -> list[Chunk]:
+    """All chunks for a whole input given at once (arguments as for ``InputChunker``)."""
+    chunker = InputChunker(setup, sample_rate=sample_rate, trailing_silence_s=trailing_silence_s,
+                           downmix=downmix)
     return [*chunker.feed(audio), *chunker.finish()]
 
 

@@ -430,16 +430,17 @@ class ClientConnection(_Base):
         self._send_text(message)
 
     def send_audio(self, audio: AudioInput, client_req_id: str | None = None, *,
-                   now: float | None = None) -> None:
-        """Send one chunk of input audio."""
+                   now: float | None = None, downmix: bool = False) -> None:
+        """Send one chunk of input audio (``downmix``: see ``ClientProtocol.send_audio``)."""
         if now is not None:
             self._now = now
         if self.state is _OPEN:
-            head, body, tail = self.protocol._encode_audio_parts(audio, client_req_id)
+            head, body, tail = self.protocol._encode_audio_parts(audio, client_req_id,
+                                                                 downmix=downmix)
             self._outbox.append(self._writer.text_frame(head, body, tail))
             return
         self._check_can_send("audio")
-        self._pending.append(self.protocol._encode_audio(audio, client_req_id))
+        self._pending.append(self.protocol._encode_audio(audio, client_req_id, downmix=downmix))
 
     def send_end_of_stream(self, client_req_id: str | None = None, *,
                            now: float | None = None) -> None:

@@ -253,9 +253,22 @@ class ClientProtocol:
         """Start a request; returns the JSON text to send."""
         return self._encode_setup(setup).decode()
 
-    def send_audio(self, audio: AudioInput, client_req_id: str | None = None) -> str:
-        """Send one chunk of input audio; returns the JSON text to send."""
-        return self._encode_audio(audio, client_req_id).decode()
+    def send_audio(self, audio: AudioInput, client_req_id: str | None = None, *,
+                   downmix: bool = False) -> str:
+        """Send one chunk of input audio; returns the JSON text to send.
+
+        Args:
+            audio: Bytes in the input format, or numpy samples (pcm formats):
+                int16, float32/64 (clipped), 1-D, or 2-D (samples, channels)
+                or (channels, samples) (``s2s_core.audio.channels_last``).
+            client_req_id: The request (None: the unscoped one).
+            downmix: Average the channels of a 2-D array instead of refusing it.
+
+        Raises:
+            InvalidAudio: The chunk is not valid for the input format.
+            LocalProtocolError: The request cannot take audio now.
+        """
+        return self._encode_audio(audio, client_req_id, downmix=downmix).decode()
 
     def send_end_of_stream(self, client_req_id: str | None = None) -> str:
         """End the input of a request (or, unscoped with none live, the socket)."""
@@ -271,12 +284,13 @@ class ClientProtocol:
         self._life.start(setup)
         return encode_setup(setup)
 
-    def _encode_audio(self, audio: AudioInput, client_req_id: str | None = None) -> bytes:
+    def _encode_audio(self, audio: AudioInput, client_req_id: str | None = None, *,
+                      downmix: bool = False) -> bytes:
         """``send_audio`` as UTF-8 bytes (what ``ClientConnection`` frames)."""
-        return b"".join(self._encode_audio_parts(audio, client_req_id))
+        return b"".join(self._encode_audio_parts(audio, client_req_id, downmix=downmix))
 
-    def _encode_audio_parts(self, audio: AudioInput,
-                            client_req_id: str | None = None) -> tuple[bytes, bytes, bytes]:
+    def _encode_audio_parts(self, audio: AudioInput, client_req_id: str | None = None, *,
+                            downmix: bool = False) -> tuple[bytes, bytes, bytes]:
         """Like ``_encode_audio``, as the message's head, base64 audio and tail, unjoined.
 
         A frame writer copies the three once into the frame (``FrameWriter.text_frame``).
@@ -289,7 +303,7 @@ class ClientProtocol:
         if type(audio) is np.ndarray and request._audio_kind is _PCM16:
             samples = wire_samples(audio)  # numpy samples go to base64 as an int16 array
         if samples is None:
-            samples = _input_bytes(audio, request)
+            samples = _input_bytes(audio, request, downmix)
         return AUDIO_MESSAGE_HEAD, _b64encode(samples), request._audio_tail
 
     def _encode_end_of_stream(self, client_req_id: str | None = None) -> bytes:
@@ -381,7 +395,8 @@ def _audio_refusal(request: RequestInfo | None) -> LocalProtocolError:
     return LocalProtocolError("cannot send audio: the server already ended the request")
 
 
-def _input_bytes(audio: AudioInput, request: RequestInfo) -> bytes | bytearray | memoryview:
+def _input_bytes(audio: AudioInput, request: RequestInfo,
+                 downmix: bool) -> bytes | bytearray | memoryview:
     if isinstance(audio, np.ndarray):
         if request._audio_kind is not Codec.PCM16:
             raise InvalidAudio(
@@ -390,7 +405,7 @@ def _input_bytes(audio: AudioInput, request: RequestInfo) -> bytes | bytearray |
             )
         if audio.dtype == _WIRE_INT16 and audio.ndim == 1 and audio.flags.c_contiguous:
             return audio.data  # already wire samples: base64 reads them in place
-        return to_pcm16(audio)
+        return to_pcm16(audio, downmix=downmix)
     if not isinstance(audio, (bytes, bytearray, memoryview)):
         raise InvalidAudio(f"audio must be bytes or a numpy array, not {type(audio).__name__}")
     if request._sample_bytes == 2 and len(audio) % 2:

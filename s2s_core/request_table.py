@@ -304,8 +304,10 @@ class RequestTable:
         return handle
 
     def send_audio(self, handle: RequestHandle, chunks: Sequence[AudioInput], *,
-                   now: float | None = None) -> None:
+                   now: float | None = None, downmix: bool = False) -> None:
         """Queue ``chunks`` of input audio for ``handle`` (checked once for all).
+
+        ``downmix`` averages the channels of 2-D arrays (``ClientProtocol.send_audio``).
 
         Raises:
             S2SError: Why the request cannot take audio (see ``check_send``).
@@ -314,7 +316,7 @@ class RequestTable:
         handle.check_send("send_audio")
         send, rid = self.connection.send_audio, handle.client_req_id
         for audio in chunks:
-            send(audio, rid, now=now)
+            send(audio, rid, now=now, downmix=downmix)
 
     def send_end_of_stream(self, handle: RequestHandle, *, now: float | None = None) -> None:
         """End ``handle``'s input.

@@ -129,12 +129,13 @@ def test_unsupported_types_and_shapes() -> None:
 
 
 def test_stereo_needs_downmix() -> None:
-    stereo = np.array([[100, 300], [-5, -6], [32767, 32767]], dtype=np.int16)
+    # Three rows would be ambiguous (either side could be the channels): 9 are not.
+    stereo = np.tile(np.array([[100, 300], [-5, -6], [32767, 32767]], dtype=np.int16), (3, 1))
     with pytest.raises(InvalidAudio, match="downmix=True"):
         to_pcm16(stereo)
-    assert ints(to_pcm16(stereo, downmix=True)) == [200, -6, 32767]  # -5.5 rounds to even
-    floats = np.array([[1.0, 1.0], [0.5, -0.5], [0.25, 0.75]])
-    assert ints(to_pcm16(floats, downmix=True)) == [32767, 0, 16384]
+    assert ints(to_pcm16(stereo, downmix=True)) == [200, -6, 32767] * 3  # -5.5 rounds to even
+    floats = np.tile(np.array([[1.0, 1.0], [0.5, -0.5], [0.25, 0.75]]), (3, 1))
+    assert ints(to_pcm16(floats, downmix=True)) == [32767, 0, 16384] * 3
     single = np.array([[1], [2]], dtype=np.int16)
     assert ints(to_pcm16(single)) == [1, 2]
 
@@ -609,34 +610,30 @@ def test_streaming_equals_one_shot(
 def test_streaming_latency_is_bounded() -> None:
     resampler = Resampler(24000, 48000)
     out = sum(len(resampler.process(np.zeros(1920, dtype=np.int16))) for _ in range(10))
-    assert 2 * 19200 - 2 * 48 <= out <= 2 * 19200
+    # libsoxr emits in blocks of its own: at most 50 ms of output is held back.
+    assert 2 * 19200 - 2400 <= out <= 2 * 19200
 
 
 def test_resampler_rejects_bad_input() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="positive"):
         Resampler(0, 16000)
-    with pytest.raises(InvalidAudio, match="int16"):
-        Resampler(16000, 8000).process(np.zeros(4, dtype=np.float32))
+    with pytest.raises(InvalidAudio, match="int16, float32 or float64"):
+        Resampler(16000, 8000).process(np.zeros(4, dtype=np.int32))
+    with pytest.raises(InvalidAudio, match=r"shape \(4, 2\)"):
+        Resampler(16000, 8000).process(np.zeros((4, 2), dtype=np.int16))
 
 
 @pytest.mark.parametrize(("src", "dst"), [(24000, 48000), (48000, 16000), (8000, 48000),
                                           (44100, 48000), (22050, 24000)])
-def test_resampler_matches_the_direct_formula(src: int, dst: int) -> None:
-    """Every fast path equals the filter applied sample by sample (bit exact)."""
-    from s2s_core._resample import _COEF_SCALE, _make_filter
+def test_resampler_is_libsoxr_hq(src: int, dst: int) -> None:
+    """int16 in, libsoxr HQ on float32, rounded back: nothing of our own in between."""
+    import soxr
 
     rng = np.random.default_rng(src + dst)
     x = rng.integers(-20000, 20000, size=1000).astype(np.int16)
-    f = _make_filter(src, dst)
-    padded = np.concatenate([np.zeros(4 * f.half), x.astype(np.float64), np.zeros(4 * f.half)])
-    count = (2 * len(x) * dst + src) // (2 * src)
-    expected = np.empty(count, dtype=np.int16)
-    for n in range(count):
-        t = n * f.down
-        first = t // f.up - (f.half - 1) + 4 * f.half
-        phase = t % f.up
-        if f.phases != f.up:
-            phase = (phase * f.phases + f.up // 2) // f.up
-        acc = float(np.dot(padded[first:first + 2 * f.half], f.table[phase]))
-        expected[n] = np.clip(np.rint(acc / _COEF_SCALE), -32768, 32767)
+    expected = float_to_int16(soxr.resample(x.astype(np.float32) / 32768, src, dst, "HQ"))
     assert np.array_equal(resample(x, src, dst), expected)
+    # Float input is resampled before it is quantized (once).
+    f = rng.uniform(-0.9, 0.9, size=1000)
+    expected = float_to_int16(soxr.resample(f.astype(np.float32), src, dst, "HQ"))
+    assert np.array_equal(resample(f, src, dst), expected)

@@ -80,19 +80,23 @@ class Request:
 
     # -- sending --
 
-    async def send_audio(self, audio: AudioInput) -> None:
+    async def send_audio(self, audio: AudioInput, *, downmix: bool = False) -> None:
         """Send one chunk of input audio (bytes in the input format, or samples).
+
+        ``downmix`` averages the channels of a 2-D array (samples, channels)
+        or (channels, samples) instead of refusing it.
 
         Raises:
             S2SError: The request failed or ended (the reason, with the
                 partial result), or the chunk is invalid (``InvalidAudio``).
         """
-        await self.send_chunks((audio,))
+        await self.send_chunks((audio,), downmix=downmix)
 
-    async def send_chunks(self, chunks: Sequence[AudioInput]) -> None:
+    async def send_chunks(self, chunks: Sequence[AudioInput], *, downmix: bool = False) -> None:
         """Send several chunks in one write."""
         conn = self._conn
-        conn.table.send_audio(self.handle, chunks, now=conn.backend.current_time())
+        conn.table.send_audio(self.handle, chunks, now=conn.backend.current_time(),
+                              downmix=downmix)
         await conn.flush_for(self.handle, "send_audio")
 
     async def send_end_of_stream(self) -> None:

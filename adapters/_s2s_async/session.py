@@ -30,9 +30,9 @@ class Session(SessionBase[Connection, Request]):
         """Wait for ``ready``."""
         return await self.request.wait_ready()
 
-    async def send_audio(self, audio: AudioInput) -> None:
-        """Send one chunk of input audio."""
-        await self.request.send_audio(audio)
+    async def send_audio(self, audio: AudioInput, *, downmix: bool = False) -> None:
+        """Send one chunk of input audio (``downmix``: average a 2-D array's channels)."""
+        await self.request.send_audio(audio, downmix=downmix)
 
     async def send_end_of_stream(self) -> None:
         """Tell the server no more audio follows."""

@@ -239,8 +239,12 @@ class OpenStream:
                 raise
 
     def replayable(self) -> bool:
-        """Whether the input can be sent again from its start."""
-        return replayable(self._audio) or (self.source is not None and not self.source.pulled)
+        """Whether the input can be sent again from its start.
+
+        A one-shot source can while nothing was pulled from it, including
+        when the attempt failed before its source was made (connect, upgrade).
+        """
+        return replayable(self._audio) or self.source is None or not self.source.pulled
 
     def _attempt(self) -> S2SStream:
         conn = self._given
@@ -292,7 +296,7 @@ class S2SClient(ClientBase, RestMixin):
     def s2s_stream(self, setup: SetupLike, audio: AudioSource, *,
                    sample_rate: int | None = None, pace: float | None = 1.0,
                    trailing_silence_s: float = TRAILING_SILENCE_S, keep_audio: bool = False,
-                   connection: Connection | None = None) -> OpenStream:
+                   connection: Connection | None = None, downmix: bool = False) -> OpenStream:
         """Start a request fed from ``audio``; the stream is yielded once ready.
 
         The input is sent while you iterate the stream (see ``S2SStream``).
@@ -309,36 +313,44 @@ class S2SClient(ClientBase, RestMixin):
                 default so a long stream does not grow memory; ``result()``
                 then holds the audio not iterated before it).
             connection: Run on this connection instead of opening one.
+            downmix: Average the channels of 2-D numpy input, (samples,
+                channels) or (channels, samples), instead of refusing it.
 
         Raises:
             InvalidSetup: The setup is invalid (before anything is sent).
+            InvalidAudio: ``audio`` is an array that cannot be sent (its
+                dtype, or a 2-D shape without ``downmix``), before anything
+                is sent; later chunks of an iterable fail the stream instead.
             ValueError: ``pace`` is not positive.
         """
         return self._stream(setup, audio, sample_rate=sample_rate, pace=pace,
                             trailing_silence_s=trailing_silence_s, keep_audio=keep_audio,
-                            connection=connection, retry=self.options.retry)
+                            connection=connection, retry=self.options.retry, downmix=downmix)
 
     def _stream(self, setup: SetupLike, audio: AudioSource, *, sample_rate: int | None,
                 pace: float | None, trailing_silence_s: float, keep_audio: bool,
-                connection: Connection | None, retry: RetryPolicy | None) -> OpenStream:
+                connection: Connection | None, retry: RetryPolicy | None,
+                downmix: bool) -> OpenStream:
         checked = setup if isinstance(setup, Setup) else Setup.from_mapping(setup)
-        InputChunker(checked, sample_rate=sample_rate)  # bad arguments fail now, not later
+        # Bad arguments (and a bad whole array) fail now, before anything is sent.
+        InputChunker(checked, sample_rate=sample_rate, downmix=downmix).check(audio)
 
-        def chunker() -> InputChunker:
+        def chunker() -> InputChunker:  # one per attempt: a fresh resampler each time
             return InputChunker(checked, sample_rate=sample_rate,
-                                trailing_silence_s=trailing_silence_s)
+                                trailing_silence_s=trailing_silence_s, downmix=downmix)
 
         return OpenStream(self, checked, chunker, audio, pace=pace, keep_audio=keep_audio,
                           connection=connection, retry=retry)
 
     def s2s(self, setup: SetupLike, audio: AudioSource, sample_rate: int | None = None,
             *, pace: float | None = 1.0,
-            trailing_silence_s: float = TRAILING_SILENCE_S) -> S2SResult:
+            trailing_silence_s: float = TRAILING_SILENCE_S, downmix: bool = False) -> S2SResult:
         """Translate a whole input and return the whole result.
 
-        Nothing reaches the caller before the result, so any transient
-        failure is retried as ``options.retry`` says (the whole request again,
-        on a new connection), if the input can be replayed.
+        Arguments as for ``s2s_stream``. Nothing reaches the caller before
+        the result, so any transient failure is retried as ``options.retry``
+        says (the whole request again, on a new connection), if the input
+        can be replayed.
 
         Raises:
             S2SError: On any failure, with ``partial_result`` attached and
@@ -349,7 +361,7 @@ class S2SClient(ClientBase, RestMixin):
         while True:
             opened = self._stream(setup, audio, sample_rate=sample_rate, pace=pace,
                                   trailing_silence_s=trailing_silence_s, keep_audio=True,
-                                  connection=None, retry=None)
+                                  connection=None, retry=None, downmix=downmix)
             opened.source = source
             try:
                 with opened as stream:

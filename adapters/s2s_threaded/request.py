@@ -102,8 +102,11 @@ class Request:
 
     # -- sending --
 
-    def send_audio(self, audio: AudioInput) -> None:
+    def send_audio(self, audio: AudioInput, *, downmix: bool = False) -> None:
         """Send one chunk of input audio (bytes in the input format, or samples).
+
+        ``downmix`` averages the channels of a 2-D array (samples, channels)
+        or (channels, samples) instead of refusing it.
 
         Blocks while the socket cannot take more (backpressure).
 
@@ -111,13 +114,13 @@ class Request:
             S2SError: The request failed or ended (the reason, with the
                 partial result), or the chunk is invalid (``InvalidAudio``).
         """
-        self.send_chunks((audio,))
+        self.send_chunks((audio,), downmix=downmix)
 
-    def send_chunks(self, chunks: Sequence[AudioInput]) -> None:
+    def send_chunks(self, chunks: Sequence[AudioInput], *, downmix: bool = False) -> None:
         """Send several chunks in one write."""
         conn = self._conn
         with conn._lock:
-            conn.table.send_audio(self.handle, chunks, now=time.monotonic())
+            conn.table.send_audio(self.handle, chunks, now=time.monotonic(), downmix=downmix)
         conn.flush_for(self.handle, "send_audio")
 
     def send_end_of_stream(self) -> None:

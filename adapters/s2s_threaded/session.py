@@ -34,9 +34,9 @@ class Session(SessionBase[Connection, Request]):
         """Wait for ``ready``."""
         return self.request.wait_ready()
 
-    def send_audio(self, audio: AudioInput) -> None:
-        """Send one chunk of input audio."""
-        self.request.send_audio(audio)
+    def send_audio(self, audio: AudioInput, *, downmix: bool = False) -> None:
+        """Send one chunk of input audio (``downmix``: average a 2-D array's channels)."""
+        self.request.send_audio(audio, downmix=downmix)
 
     def send_end_of_stream(self) -> None:
         """Tell the server no more audio follows."""
