@@ -88,6 +88,7 @@ from .events import (
     UnknownMessage,
 )
 from .formats import FORMAT_NAMES, FRAME_SECONDS, AudioFormat, Codec, Direction, lookup_format
+from .metrics import Metrics
 from .protocol import ClientProtocol, ProtocolState, RequestInfo, ServerProtocol
 from .results import S2SResult, TextWithTimestamps
 from .setup import DEFAULT_MODEL, TARGET_LANGUAGES, Setup
@@ -148,6 +149,7 @@ __all__ = [
     "S2STimeoutError",
     "ServerError",
     # results
+    "Metrics",
     "S2SResult",
     "TextWithTimestamps",
     # audio
