@@ -49,14 +49,18 @@ LAG_BIN_RATIO: Final = 1.01
 LAG_CEILING_S: Final = 1000.0
 """Lags above this share the last bin (reported clamped to the exact maximum)."""
 SLOT_WINDOW: Final = 8192
-"""80 ms input slots kept (655 s of input); older ones are dropped in blocks of this size."""
+"""80 ms input slots always kept (655 s of input); at twice this, the older ones are dropped."""
 
+_MAX_SLOTS: Final = 2 * SLOT_WINDOW
 _SLOTS_PER_S: Final = 1.0 / FRAME_SECONDS
 _SLOT_EPS: Final = 1e-6  # a stop_s on a slot boundary belongs to the slot before it
 _LOG_RATIO: Final = math.log(LAG_BIN_RATIO)
 _INV_LOG_RATIO: Final = 1.0 / _LOG_RATIO
 _INV_FLOOR: Final = 1.0 / LAG_FLOOR_S
 _BINS: Final = int(math.log(LAG_CEILING_S / LAG_FLOOR_S) / _LOG_RATIO) + 2
+
+_LAST_BIN: Final = _BINS - 1
+_log = math.log
 
 _RAW, _WAV, _UNTIMED = 0, 1, 2  # how the duration of input bytes is known
 _WAV_FALLBACK_HEADER = 44  # a canonical header, if the first output chunk does not hold it
@@ -65,10 +69,12 @@ _WAV_FALLBACK_HEADER = 44  # a canonical header, if the first output chunk does 
 class Metrics(msgspec.Struct, frozen=True, kw_only=True):
     """Latency and throughput of one request, in seconds on the caller's clock.
 
-    Times (``*_s`` but ``audio_*``) count from the start of the call: for
-    the first request on a connection, the moment the connection started
-    (before TCP connect); for a later request on a reused connection, its
-    setup. None means "not (yet) known".
+    ``connect_s``, ``ready_s``, ``first_text_s``, ``first_audio_s`` and
+    ``elapsed_s`` count from the start of the call: for the first request on
+    a connection, the moment the connection started (before TCP connect);
+    for a later request on a reused connection, its setup. The clock is the
+    ``now`` the adapter passes with every input: no clock is read for these.
+    None means "not (yet) known".
 
     Attributes:
         connect_s: Until the WebSocket upgrade completed (0.0 for a request
@@ -80,10 +86,13 @@ class Metrics(msgspec.Struct, frozen=True, kw_only=True):
             audio chunk, the time it arrived minus the time the input it
             covers (up to its ``stop_s``, else ``start_s``, in input seconds)
             was sent. From a log-spaced histogram: within 0.5% of the exact
-            nearest-rank percentile (0.1 ms absolute below 0.1 ms). Inputs
-            sent in whole 80 ms chunks are timed exactly; finer or coarser
-            chunks to the 80 ms slot. None until a timed output chunk came
-            (and for opus input, whose duration is not known).
+            nearest-rank percentile (0.1 ms absolute below 0.1 ms). Send
+            times are kept per 80 ms of input: exact when every send ends on
+            an 80 ms boundary (the feeder's chunks, any whole 80 ms chunks,
+            batches of them); otherwise a lag may read short by at most the
+            time between two sends within one 80 ms slot. Output chunks
+            without timing are left out. None until a timed output chunk
+            came (always for opus input, whose duration is not known).
         lag_p95_s: 95th percentile of that lag (same precision).
         lag_max_s: Largest lag (exact).
         lag_count: Output audio chunks the lag figures are computed over.
@@ -95,9 +104,8 @@ class Metrics(msgspec.Struct, frozen=True, kw_only=True):
             went through: ``audio_in_s`` divided by the wall time from the
             first input sent to the request's end (the latest event while
             it runs). About 1.0 when sent at real time (``pace=1.0``), well
-            above when unpaced and the server keeps up. None before a
-            second has passed on the clock between the two, or without
-            ``audio_in_s``.
+            above when unpaced and the server keeps up. None until the
+            clock moved past the first send, or without ``audio_in_s``.
         elapsed_s: From the start of the call to the end (while running:
             to the latest input the adapter passed).
         ended: The request ended (these are its final figures).
@@ -150,7 +158,7 @@ class RequestMeter:
         self.ended_at: float | None = None
         self.lag_count = 0
         self.lag_max = 0.0
-        self._hist = [0] * _BINS
+        self._hist = array("I", bytes(4 * _BINS))  # 6.5 KB, whatever the session's length
         self._sent_at = array("d")
         self._slot_base = 0  # slots dropped from the front of _sent_at
         self._in_bytes = 0
@@ -195,22 +203,31 @@ class RequestMeter:
         self.last_send_at = now
         kind = self._in_kind
         if kind is _RAW:
-            size = 0
+            size = self._in_bytes
             for chunk in chunks:
-                size += len(chunk) if type(chunk) is bytes else self._size(chunk)
-            self._in_bytes += size
-            done = self._in_bytes // self._slot_bytes
+                cls = type(chunk)
+                if cls is bytes:
+                    size += len(chunk)
+                elif cls is memoryview:
+                    size += chunk.nbytes  # type: ignore[union-attr]
+                else:
+                    size += self._size(chunk)
+            self._in_bytes = size
+            done = size // self._slot_bytes
         elif kind is _WAV:
             done = self._sent_wav(chunks)
         else:
             return
-        missing = done - self._slot_base - len(self._sent_at)
-        if missing > 0:
+        times = self._sent_at
+        missing = done - self._slot_base - len(times)
+        if missing == 1 and len(times) < _MAX_SLOTS:
+            times.append(now)
+        elif missing > 0:
             self._fill(missing, now)
 
     def _size(self, chunk: AudioInput) -> int:
         if isinstance(chunk, np.ndarray):
-            return len(chunk) * self._sample_bytes  # samples at the format's rate
+            return len(chunk) * self._sample_bytes  # samples at the format's rate, to int16
         if isinstance(chunk, memoryview):
             return chunk.nbytes
         return len(chunk)
@@ -230,13 +247,11 @@ class RequestMeter:
 
     def _fill(self, missing: int, now: float) -> None:
         times = self._sent_at
-        if missing == 1:
-            times.append(now)
-        else:
-            times.extend(array("d", (now,)) * missing)
-        if len(times) > 2 * SLOT_WINDOW:
-            del times[:SLOT_WINDOW]
-            self._slot_base += SLOT_WINDOW
+        times.extend(array("d", (now,)) * missing)
+        if len(times) > _MAX_SLOTS:
+            drop = len(times) - SLOT_WINDOW  # keep the latest SLOT_WINDOW slots
+            del times[:drop]
+            self._slot_base += drop
 
     def ready(self, event: Ready, now: float) -> None:
         """``ready`` arrived at ``now``."""
@@ -260,30 +275,34 @@ class RequestMeter:
             position = event.start_s
             if position is None:
                 return  # untimed: which input it covers is unknown
-        if self._in_kind is _UNTIMED:
-            return
         times = self._sent_at
         index = int(position * _SLOTS_PER_S - _SLOT_EPS) - self._slot_base
-        if index >= len(times):
-            # Past the last whole slot (the input's tail): its latest send covers it.
-            sent = self.last_send_at
+        if 0 <= index < len(times):
+            sent: float | None = times[index]
+        else:
+            sent = self._sent_outside(index)
             if sent is None:
                 return
-        elif index >= 0:
-            sent = times[index]
-        elif self._slot_base:
-            return  # too old: its slot was dropped
-        else:
-            sent = times[0]
-        lag = now - sent
+        lag = now - sent  # type: ignore[operator]
         self.lag_count += 1
         if lag > self.lag_max:
             self.lag_max = lag
-        if lag < LAG_FLOOR_S:
+        if lag >= LAG_FLOOR_S:
+            index = int(_log(lag * _INV_FLOOR) * _INV_LOG_RATIO) + 1
+            self._hist[index if index < _BINS else _LAST_BIN] += 1
+        else:
             self._hist[0] += 1
-            return
-        index = int(math.log(lag * _INV_FLOOR) * _INV_LOG_RATIO) + 1
-        self._hist[index if index < _BINS else _BINS - 1] += 1
+
+    def _sent_outside(self, index: int) -> float | None:
+        """When input outside the kept slots was sent (None: unknown)."""
+        if self._in_kind is _UNTIMED:
+            return None
+        if index >= 0:
+            # Past the last whole slot (the input's tail): its latest send covers it.
+            return self.last_send_at
+        if self._slot_base:
+            return None  # too old: its slot was dropped
+        return self.first_send_at  # at or before the input's start
 
     def _first_audio(self, event: Audio, now: float) -> None:
         self.first_audio_at = now
