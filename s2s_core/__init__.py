@@ -93,6 +93,7 @@ from .events import (
 )
 from .feeder import FeedStep, InputFeeder, Step, replayable
 from .formats import FORMAT_NAMES, FRAME_SECONDS, AudioFormat, Codec, Direction, lookup_format
+from .metrics import Metrics
 from .options import ClientOptions, OptionKwargs
 from .protocol import ClientProtocol, ProtocolState, RequestInfo, ServerProtocol
 from .proxy import InvalidProxy, ProxyConfig, ProxyError, proxy_for
@@ -178,6 +179,7 @@ __all__ = [
     "S2STimeoutError",
     "ServerError",
     # results
+    "Metrics",
     "S2SResult",
     "TextWithTimestamps",
     # audio

@@ -10,6 +10,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from .errors import MissingCredentials
 from .events import Ready
+from .metrics import Metrics
 from .options import ClientOptions
 from .rest import RestSettings
 from .results import TextWithTimestamps
@@ -69,6 +70,9 @@ class _HasRequest(Protocol):
     def ready(self) -> Ready | None: ...
 
     @property
+    def metrics(self) -> Metrics: ...
+
+    @property
     def text_with_timestamps(self) -> list[TextWithTimestamps]: ...
 
 
@@ -100,6 +104,11 @@ class StreamInfo:
         """Text segments received so far."""
         return self._request.text_with_timestamps
 
+    @property
+    def metrics(self) -> Metrics:
+        """Latency and throughput so far (live; final once the request ended)."""
+        return self._request.metrics
+
 
 class _HasCore(Protocol):
     @property
@@ -129,3 +138,8 @@ class SessionBase(Generic[ConnT, RequestT]):
     def text_with_timestamps(self) -> list[TextWithTimestamps]:
         """Text segments received so far."""
         return self.request.text_with_timestamps
+
+    @property
+    def metrics(self) -> Metrics:
+        """Latency and throughput so far (live; final once the request ended)."""
+        return self.request.metrics

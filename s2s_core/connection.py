@@ -92,6 +92,10 @@ class _Base(abc.ABC):
                  now: float) -> None:
         self.state = ConnectionState.CONNECTING
         self._now = now
+        self.started_at = now
+        """The caller's time at construction (the start of the connect)."""
+        self.opened_at: float | None = None
+        """The caller's time of the input that completed the upgrade."""
         self._outbox: list[bytes] = []
         self._events: list[Any] = []
         self._writer = FrameWriter(mask=mask)
@@ -108,6 +112,11 @@ class _Base(abc.ABC):
         self._drain_deadline: float | None = None
         self._write_error: BaseException | None = None
         self.closed_event: Closed | None = None
+
+    @property
+    def now(self) -> float:
+        """The latest time the caller passed in (with any input, or at construction)."""
+        return self._now
 
     @property
     def close_timeout(self) -> float | None:
@@ -240,6 +249,7 @@ class _Base(abc.ABC):
 
     def _open(self, rest: bytes) -> None:
         self.state = _OPEN
+        self.opened_at = self._now
         if self._ping_interval is not None:
             self._next_ping = self._now + self._ping_interval
         self._on_open()

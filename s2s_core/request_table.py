@@ -31,6 +31,7 @@ from .events import (
     Text,
     UnknownMessage,
 )
+from .metrics import Metrics, RequestMeter
 from .options import QUEUE_SIZE
 from .protocol import AudioInput, RequestInfo
 from .results import ResultCollector, S2SResult, TextWithTimestamps, error_from_event
@@ -65,21 +66,24 @@ class RequestHandle:
         terminal: Why it ended, when that is a failure, known before the
             consumer reaches it (senders and ``wait_ready`` fail with it).
         finished: The consumer has seen the end.
+        meter: The request's times, as routed (``metrics()`` gives the figures).
         waker: A slot for the adapter's wake-up object (the table never
             touches it).
     """
 
     __slots__ = ("_full", "_info", "_pending", "_queue_size", "_table", "_wake_queued",
-                 "client_req_id", "collector", "ended", "finished", "keep_audio", "setup",
-                 "terminal", "unbounded", "waker")
+                 "client_req_id", "collector", "ended", "finished", "keep_audio", "meter",
+                 "setup", "terminal", "unbounded", "waker")
 
     def __init__(self, table: RequestTable, setup: Setup, info: RequestInfo, *,
-                 keep_audio: bool, queue_size: int) -> None:
+                 keep_audio: bool, queue_size: int, meter: RequestMeter) -> None:
         self._table = table
         self._info = info
         self.setup = setup
         self.client_req_id = setup.client_req_id
+        self.meter = meter
         self.collector = ResultCollector(setup.output_format)
+        self.collector.metrics_source = self.metrics
         self.keep_audio = keep_audio
         self._pending: deque[ServerEvent] = deque()
         self._queue_size = queue_size
@@ -107,6 +111,19 @@ class RequestHandle:
     def text_with_timestamps(self) -> list[TextWithTimestamps]:
         """Text segments consumed so far."""
         return self.collector.texts
+
+    def metrics(self, now: float | None = None) -> Metrics:
+        """The request's metrics: final once it ended, live while it runs.
+
+        Args:
+            now: The current time on the adapter's clock; by default the
+                latest time the connection was given (no clock is read).
+        """
+        connection = self._table.connection
+        meter = self.meter
+        if meter.opened_at is None and connection.opened_at is not None:
+            meter.opened(connection.opened_at)  # its setup went out before the upgrade
+        return meter.metrics(connection.now if now is None else now)
 
     @property
     def queued(self) -> int:
@@ -222,26 +239,32 @@ class RequestHandle:
 
     # -- the table's side --
 
-    def _put(self, event: ServerEvent) -> None:
+    def _put(self, event: ServerEvent, now: float) -> None:
         kind = type(event)
-        if kind is Ready:
+        if kind is Audio:
+            self.meter.audio(event, now)  # type: ignore[arg-type]
+        elif kind is Text:
+            self.meter.text(now)
+        elif kind is Ready:
             self.collector.ready = event  # type: ignore[assignment]
+            self.meter.ready(event, now)  # type: ignore[arg-type]
         elif kind is EndOfStream:
-            self._end(None)
+            self._end(None, now)
         elif kind is ErrorMessage:
             if self.terminal is None:
                 self.terminal = error_from_event(event, self.collector.request_id)  # type: ignore[arg-type]
-            self._end(None)
+            self._end(None, now)
         pending = self._pending
         pending.append(event)
         if (not self._full and len(pending) >= self._queue_size and not self.unbounded
                 and not self.ended):
             self._set_full(True)
 
-    def _end(self, error: S2SError | None) -> None:
+    def _end(self, error: S2SError | None, now: float) -> None:
         if error is not None and self.terminal is None:
             self.terminal = error
         self.ended = True
+        self.meter.end(now)
         if self._full:
             self._set_full(False)  # an ended request never holds the socket back
 
@@ -267,6 +290,7 @@ class RequestTable:
         self._handles: dict[str | None, RequestHandle] = {}
         self._to_wake: list[RequestHandle] = []
         self._saturated = 0
+        self._started = 0
         self.discarding = False
         """Set once nobody will consume queued events (closing): no backpressure."""
         self.socket_error: ErrorMessage | None = None
@@ -293,13 +317,18 @@ class RequestTable:
         if closed is not None:
             self._route()
             raise self.close_error(self.closed or closed)
-        self.connection.send_setup(setup, now=now)
-        info = self.connection.protocol.request(setup.client_req_id)
+        connection = self.connection
+        connection.send_setup(setup, now=now)
+        info = connection.protocol.request(setup.client_req_id)
         assert info is not None
         for rid in [rid for rid, h in self._handles.items() if h.ended]:
             del self._handles[rid]  # their consumers keep their handles
+        # The first request's call began with the connection; a later one's with its setup.
+        origin = connection.started_at if not self._started else connection.now
+        self._started += 1
+        meter = RequestMeter(setup, origin=origin, opened_at=connection.opened_at)
         handle = RequestHandle(self, setup, info, keep_audio=keep_audio,
-                               queue_size=self._queue_size)
+                               queue_size=self._queue_size, meter=meter)
         self._handles[setup.client_req_id] = handle
         return handle
 
@@ -314,9 +343,11 @@ class RequestTable:
             InvalidAudio: A chunk is not valid for the input format.
         """
         handle.check_send("send_audio")
-        send, rid = self.connection.send_audio, handle.client_req_id
+        connection = self.connection
+        send, rid = connection.send_audio, handle.client_req_id
         for audio in chunks:
             send(audio, rid, now=now, downmix=downmix)
+        handle.meter.sent(chunks, connection.now if now is None else now)
 
     def send_end_of_stream(self, handle: RequestHandle, *, now: float | None = None) -> None:
         """End ``handle``'s input.
@@ -335,7 +366,7 @@ class RequestTable:
         """
         if handle.ended:
             return
-        handle._end(error)
+        handle._end(error, self.connection.now if now is None else now)
         self._queue_wake(handle)
         self.close(1000, "bad input", now=now)
 
@@ -395,10 +426,12 @@ class RequestTable:
 
     def _route(self) -> None:
         handles = self._handles
-        for event in self.connection.events_received():
+        connection = self.connection
+        now = connection.now  # the time of the input that produced the events
+        for event in connection.events_received():
             kind = type(event)
             if kind is Closed:
-                self._on_closed(event)  # type: ignore[arg-type]
+                self._on_closed(event, now)  # type: ignore[arg-type]
                 continue
             if kind is UnknownMessage:
                 targets = self._unscoped_targets()[:1]
@@ -415,7 +448,7 @@ class RequestTable:
                     targets = []  # the core only lets through events of live requests
             for handle in targets:
                 if not handle.ended:
-                    handle._put(event)  # type: ignore[arg-type]
+                    handle._put(event, now)  # type: ignore[arg-type]
                     self._queue_wake(handle)
 
     def _unscoped_targets(self) -> list[RequestHandle]:
@@ -433,11 +466,11 @@ class RequestTable:
             self.socket_error = event  # about the socket: it explains the close to come
         return targets
 
-    def _on_closed(self, event: Closed) -> None:
+    def _on_closed(self, event: Closed, now: float) -> None:
         self.closed = event
         for handle in self._handles.values():
             if not handle.ended:
-                handle._end(self.close_error(event, handle.collector.request_id))
+                handle._end(self.close_error(event, handle.collector.request_id), now)
                 self._queue_wake(handle)
 
     def _queue_wake(self, handle: RequestHandle) -> None:

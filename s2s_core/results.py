@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import msgspec
 import numpy as np
@@ -13,6 +14,7 @@ from .audio import decode_raw, pcm16_view, write_wav
 from .errors import ConnectionClosedError, S2SError, server_error_for
 from .events import Audio, Closed, EndOfStream, ErrorMessage, Ready, ServerEvent, Text
 from .formats import Direction, lookup_format
+from .metrics import Metrics
 
 __all__ = ["TextWithTimestamps", "S2SResult", "ResultCollector", "error_from_event"]
 
@@ -40,6 +42,9 @@ class S2SResult(msgspec.Struct, frozen=True, kw_only=True):
         text: Every text segment joined by spaces.
         text_with_timestamps: The segments with their timing.
         complete: False for a partial result attached to an error.
+        metrics: Latency and throughput of the request (``Metrics``): final
+            on a complete result, as far as the request got on a partial
+            one; None where no request produced it.
     """
 
     raw_data: bytes
@@ -49,6 +54,7 @@ class S2SResult(msgspec.Struct, frozen=True, kw_only=True):
     text: str
     text_with_timestamps: list[TextWithTimestamps]
     complete: bool = True
+    metrics: Metrics | None = None
 
     def __repr__(self) -> str:
         return (f"S2SResult(raw_data=<{len(self.raw_data)} bytes>, sample_rate={self.sample_rate}, "
@@ -116,7 +122,7 @@ def error_from_event(event: ErrorMessage | Closed, request_id: str | None = None
 class ResultCollector:
     """Accumulates one request's events; ``result()`` once it ended."""
 
-    __slots__ = ("_chunks", "_texts", "done", "error", "output_format", "ready")
+    __slots__ = ("_chunks", "_texts", "done", "error", "metrics_source", "output_format", "ready")
 
     def __init__(self, output_format: str | None) -> None:
         self.output_format = output_format
@@ -128,6 +134,8 @@ class ResultCollector:
         self._texts: list[TextWithTimestamps] = []
         self.done = False
         self.error: S2SError | None = None
+        self.metrics_source: Callable[[], Metrics] | None = None
+        """Gives the request's metrics for each result built (the table sets it)."""
 
     @property
     def texts(self) -> list[TextWithTimestamps]:
@@ -189,6 +197,7 @@ class ResultCollector:
             text=" ".join(t.text for t in self._texts),
             text_with_timestamps=list(self._texts),
             complete=complete,
+            metrics=self.metrics_source() if self.metrics_source is not None else None,
         )
 
 

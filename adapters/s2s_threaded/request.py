@@ -18,6 +18,7 @@ from typing import Literal, Protocol
 
 from s2s_core.errors import LocalProtocolError
 from s2s_core.events import Ready, ServerEvent
+from s2s_core.metrics import Metrics
 from s2s_core.protocol import AudioInput
 from s2s_core.request_table import RequestHandle, RequestTable
 from s2s_core.results import ResultCollector, S2SResult, TextWithTimestamps
@@ -163,6 +164,12 @@ class Request:
     def text_with_timestamps(self) -> list[TextWithTimestamps]:
         """Text segments received so far (in iteration order)."""
         return self.handle.text_with_timestamps
+
+    @property
+    def metrics(self) -> Metrics:
+        """Latency and throughput so far (live; final once the request ended)."""
+        with self._conn._lock:  # the reader thread records them
+            return self.handle.metrics()
 
     def wait_ready(self) -> Ready:
         """Wait for ``ready`` (events before it stay queued for iteration).
