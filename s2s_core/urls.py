@@ -25,7 +25,9 @@ def s2s_url(base_url: str = DEFAULT_BASE_URL, *, region: str | None = None,
 
     Only the scheme changes (``http`` -> ``ws``, ``https`` -> ``wss``); a
     host or path that contains "http" is left alone. A base URL without a
-    scheme gets ``https`` (``http`` for localhost and 127.x).
+    scheme gets ``https`` (``http`` for localhost and 127.x). A URL that
+    already ends with the S2S route (``ws://127.0.0.1:8765/api/speech/s2s``,
+    what the local server prints) is taken as the endpoint itself.
 
     Raises:
         InvalidURL: The base URL's scheme is not one of ws, wss, http, https,
@@ -47,6 +49,10 @@ def s2s_url(base_url: str = DEFAULT_BASE_URL, *, region: str | None = None,
         local = base_url.startswith(("127.", "localhost", "[::1]"))
         base_url = ("http://" if local else "https://") + base_url
     parts = _split(base_url, given)
+    if parts.path.rstrip("/").endswith("/" + route):
+        # Already the S2S endpoint (what ``run_server`` yields): use it as it is.
+        return urllib.parse.urlunsplit(parts._replace(scheme=_SCHEMES[parts.scheme.lower()],
+                                                      path=parts.path.rstrip("/")))
     if not parts.path.endswith("/"):
         parts = parts._replace(path=parts.path + "/")
     joined = urllib.parse.urljoin(urllib.parse.urlunsplit(parts), route)
