@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
 import signal
 import subprocess
 import sys
@@ -131,3 +134,30 @@ def test_ctrl_c_stops_a_batch_and_leaves_no_partial_files(inputs: Path,
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "s2s: interrupted" in err
     assert list(out.iterdir()) == []
+
+
+def test_one_overall_progress_bar_on_a_terminal(inputs: Path, tmp_path: Path) -> None:
+    """stderr on a terminal: one bar for the whole batch, counting files and seconds."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "s2s_cli", "translate", "talk.wav", "clip.mp4", "-o",
+         f"{tmp_path}/", "--no-pace"], cwd=inputs, env=child_env(COLUMNS="120"),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    screen = bytearray()
+    try:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not data:
+                break
+            screen += data
+    finally:
+        os.close(master)
+    out, _ = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0, screen.decode(errors="replace")
+    shown = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", bytes(screen)).decode(errors="replace")
+    assert "2/2 files" in shown and "Traceback" not in shown
+    assert len(re.findall(r"^done ", out.decode(), re.M)) == 2

@@ -335,8 +335,8 @@ def _translate_one(ns: argparse.Namespace, plan: Plan, setup: Setup, target: Tar
         reporter = JsonReporter()
     else:
         to_stderr = job.output is None
-        reporter = HumanReporter(job.input.duration_s, progress=sys.stderr.isatty(),
-                                 results_to_stderr=to_stderr)
+        reporter = HumanReporter(job.input.duration_s, trailing_s=ns.trailing_silence,
+                                 progress=sys.stderr.isatty(), results_to_stderr=to_stderr)
         where = "stdout" if job.output is None else str(job.output.path)
         shown = "stdin" if job.input.is_pipe else job.name
         reporter.intro(f"Translating {shown} ({_describe(job.input)}) into "
@@ -388,15 +388,32 @@ def _translate_batch(ns: argparse.Namespace, plan: Plan, setup: Setup, target: T
     return 1 if any(o.summary is None for o in everything) else 0
 
 
+_PCM_CODECS = {"pcm_mulaw": "mu-law", "pcm_alaw": "A-law", "pcm_f32le": "32-bit float PCM",
+               "pcm_f64le": "64-bit float PCM", "pcm_u8": "8-bit PCM", "pcm": "PCM"}
+
+
+def _codec_name(codec: str) -> str:
+    """A decoder's name as people say it: pcm_s24le -> 24-bit PCM, mp3float -> mp3."""
+    if codec in _PCM_CODECS:
+        return _PCM_CODECS[codec]
+    bits = "".join(c for c in codec.removeprefix("pcm_s") if c.isdigit())
+    if codec.startswith("pcm_s") and bits:
+        return f"{bits}-bit PCM"
+    return codec.removesuffix("float")
+
+
 def _describe(spec: InputSpec) -> str:
+    """What an input holds, for the intro line (e.g. "4.66 s, WAV: 16-bit PCM, 22050 Hz, mono")."""
     info: MediaInfo | None = spec.info
-    if info is None:
-        return "WAV"
+    if info is None or spec.path is None:
+        kind = "WAV" if spec.raw_rate is None else "raw 16-bit PCM"
+        return kind if info is None else f"{kind}, {info.sample_rate} Hz"
     if spec.raw_rate is not None:
-        source = f"raw PCM16, {info.sample_rate} Hz, mono"
+        source = f"raw 16-bit PCM, {info.sample_rate} Hz, mono"
     else:
         layout = "mono" if info.channels == 1 else f"{info.channels} channels mixed to mono"
-        source = f"{info.codec}, {info.sample_rate} Hz, {layout}"
+        kind = spec.path.suffix.lstrip(".").upper() or info.container
+        source = f"{kind}: {_codec_name(info.codec)}, {info.sample_rate} Hz, {layout}"
         if info.video_codec is not None:
             source += f", {info.video_codec} video"
     if info.duration_s is None:

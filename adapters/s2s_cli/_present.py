@@ -203,7 +203,8 @@ class _Bars:
 
 
 def _seconds_of(done: float, total: float | None) -> str:
-    return f"{done:6.2f} s" if total is None else f"{done:6.2f} / {total:.2f} s"
+    # A header's duration can be a frame short of what decodes: never show more than all.
+    return f"{done:6.2f} s" if total is None else f"{min(done, total):6.2f} / {total:.2f} s"
 
 
 class HumanReporter:
@@ -211,19 +212,21 @@ class HumanReporter:
 
     Args:
         total_s: Audio seconds of the input, when known (the bars' length).
+        trailing_s: Silence after the input (the output is that much longer).
         progress: Show the progress bars (stderr must be a terminal).
         results_to_stderr: stdout carries the audio: results go to stderr.
     """
 
-    def __init__(self, total_s: float | None, *, progress: bool,
+    def __init__(self, total_s: float | None, *, trailing_s: float, progress: bool,
                  results_to_stderr: bool = False) -> None:
         self._err = Console(file=sys.stderr, soft_wrap=True, highlight=False)
         self._out = (self._err if results_to_stderr
                      else Console(file=sys.stdout, soft_wrap=True, highlight=False))
         self._total = total_s
+        self._total_out = None if total_s is None else total_s + trailing_s
         self._bars = _Bars(self._err, show=progress)
         self._sent = self._bars.add("sent", total_s)
-        self._received = self._bars.add("received", total_s)
+        self._received = self._bars.add("received", self._total_out)
 
     def _line(self, segments: Segments, *, err: bool = False) -> None:
         self._bars.print(RichText.assemble(*segments), self._err if err else self._out)
@@ -246,7 +249,7 @@ class HumanReporter:
 
     def audio(self, event: Audio, received_s: float, at_s: float) -> None:
         """Output progress."""
-        self._bars.update(self._received, received_s, _seconds_of(received_s, self._total))
+        self._bars.update(self._received, received_s, _seconds_of(received_s, self._total_out))
 
     def unknown(self, event: UnknownMessage, at_s: float) -> None:
         """Ignored: people do not need to see unknown messages."""
@@ -336,7 +339,7 @@ class BatchReporter:
     """One overall progress bar, one line per finished file, a summary.
 
     Args:
-        durations: The audio seconds of each input (None when unknown).
+        durations: The audio seconds of each input (None when unknown: unreadable).
         progress: Show the progress bar (stderr must be a terminal).
     """
 
@@ -344,8 +347,8 @@ class BatchReporter:
         self._err = Console(file=sys.stderr, soft_wrap=True, highlight=False)
         self._out = Console(file=sys.stdout, soft_wrap=True, highlight=False)
         self._count = len(durations)
-        known = [d for d in durations if d is not None]
-        self._total = sum(known) if len(known) == len(durations) else None
+        # Inputs that cannot be read have no duration: they take no room on the bar.
+        self._total: float | None = sum(d for d in durations if d is not None) or None
         self._bars = _Bars(self._err, show=progress)
         self._task = self._bars.add("files", self._total)
         self._jobs: dict[str, _BatchJob] = {}
