@@ -118,13 +118,14 @@ def test_outputs_that_would_clash_are_refused_before_anything(runs: dict[str, Ru
     assert not (inputs / "clash").exists()
 
 
-def test_ctrl_c_stops_a_batch_and_leaves_no_partial_files(inputs: Path,
-                                                          tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["anyio", "threaded"])
+def test_ctrl_c_stops_a_batch_and_leaves_no_partial_files(inputs: Path, tmp_path: Path,
+                                                          backend: str) -> None:
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "s2s_cli", "translate", "talk.wav", "clip.mp4", "-o",
-         f"{out}/"], cwd=inputs, env=child_env(), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+         f"{out}/", "--backend", backend], cwd=inputs, env=child_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + TIMEOUT
     while not (out.is_dir() and len(list(out.glob("*.part"))) == 2):  # both streaming
         assert proc.poll() is None and time.monotonic() < deadline

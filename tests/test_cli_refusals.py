@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import av
 import pytest
 from cli_support import (
     SAMPLE,
@@ -26,6 +27,8 @@ from cli_support import (
     speech,
     write_audio,
 )
+
+from s2s_cli import _media as media
 
 REFUSAL_TIMEOUT = 15.0
 
@@ -61,6 +64,9 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "rate-for-a-header": (["translate", "talk.mp3", "--rate", "16000", "-o", "out.wav",
                            "--url", "{url}"],
                           ("--rate 16000", "talk.mp3", "MP3 header", "raw PCM only")),
+    "rate-for-an-untagged-mp3": (["translate", "bare.mp3", "--rate", "24000", "-o", "out.wav",
+                                  "--url", "{url}"],
+                                 ("--rate 24000", "bare.mp3", ".mp3 file", "raw PCM only")),
     "output-is-a-folder": ([*_T, "-o", "folder"], ("-o folder", "is a directory", "a file path")),
     "output-folder-missing": ([*_T, "-o", "missing/out.wav"],
                               ("-o missing/out.wav", "'missing' does not exist",
@@ -115,6 +121,15 @@ def refusals(tmp_path_factory: pytest.TempPathFactory,
     (folder / "talk.wav").write_bytes(SAMPLE.read_bytes())
     (folder / "talk.raw").write_bytes(speech(16_000).tobytes())
     write_audio(folder / "talk.mp3", "mp3", "libmp3lame", speech(16_000), 16_000)
+    with av.open(str(folder / "bare.mp3"), "w", format="mp3",  # no ID3 tag, no Xing header
+                 options={"id3v2_version": "0", "write_xing": "0"}) as bare, \
+            av.open(str(folder / "talk.mp3")) as tagged:
+        stream = bare.add_stream("libmp3lame", rate=16_000, layout="mono")
+        for packet in tagged.demux(audio=0):
+            if packet.size:
+                packet.stream = stream
+                bare.mux(packet)
+    assert media.sniff_header((folder / "bare.mp3").read_bytes()[:12]) is None
     values = {"url": f"ws://127.0.0.1:{silent.getsockname()[1]}/api/speech/s2s",
               "locked": str(_unwritable(folder))}
     env = child_env(**blocking_env(folder / "blocked", "trio", "uvloop"))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from s2s_core.options import ClientOptions
 
 from ._audio import CliError, UsageError
-from ._run import Outcome, Summary, Target, Translation
+from ._run import Cancelled, Outcome, Summary, Target, Translation
 from ._service import refusal_code, refusal_message
 
 if TYPE_CHECKING:
@@ -256,8 +256,17 @@ class _PipePieces:
 # threaded
 # --------------------------------------------------------------------------
 
+_STOP_WAIT_S = 5.0  # after Ctrl-C, how long workers get to discard their outputs
+
+
 def _run_threaded(client: s2s_threaded.S2SClient, translations: list[Translation], jobs: int,
                   record: Callable[[Outcome], None]) -> None:
+    """Run on the main thread (one at a time), or on ``jobs`` worker threads.
+
+    Ctrl-C reaches the main thread only: it cancels every translation (each
+    stops at its next event or piece and discards its output) and waits a
+    little for the workers to do so.
+    """
     if jobs == 1 or len(translations) == 1:
         for t in translations:
             record(_outcome_threaded(client, t))
@@ -266,21 +275,35 @@ def _run_threaded(client: s2s_threaded.S2SClient, translations: list[Translation
     for t in translations:
         todo.put(t)
 
-    def worker() -> None:
-        while True:
-            try:
-                t = todo.get_nowait()
-            except queue.Empty:
-                return
-            record(_outcome_threaded(client, t))
+    def worker(done: threading.Event) -> None:
+        try:
+            while True:
+                try:
+                    t = todo.get_nowait()
+                except queue.Empty:
+                    return
+                record(_outcome_threaded(client, t))
+        except Cancelled:
+            pass
+        finally:
+            done.set()
 
-    threads = [threading.Thread(target=worker, name=f"s2s-job-{i}", daemon=True)
-               for i in range(min(jobs, len(translations)))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(0.2)  # short waits: Ctrl-C reaches the main thread
+    # Events, not Thread.join: a join that Ctrl-C interrupts can take a running
+    # thread for finished (CPython), and the outputs would not be discarded.
+    finished = [threading.Event() for _ in range(min(jobs, len(translations)))]
+    for index, done in enumerate(finished):
+        threading.Thread(target=worker, args=(done,), name=f"s2s-job-{index}",
+                         daemon=True).start()
+    try:
+        for done in finished:
+            while not done.wait(0.2):  # short waits: Ctrl-C reaches the main thread
+                pass
+    except KeyboardInterrupt:
+        for t in translations:
+            t.cancel()
+        for done in finished:
+            done.wait(_STOP_WAIT_S / len(finished))
+        raise
 
 
 def _outcome_threaded(client: s2s_threaded.S2SClient, t: Translation) -> Outcome:

@@ -161,11 +161,21 @@ def _read_head(path: Path, name: str) -> bytes:
         raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from None
 
 
+# Names of media files whose first bytes may not tell (an MP3 without ID3 tags, ADTS AAC).
+_MEDIA_SUFFIXES = frozenset({*OUTPUT_EXTENSIONS, ".aac", ".ac3", ".aif", ".aiff", ".amr",
+                             ".avi", ".m4v", ".mka", ".mpg", ".mpeg", ".oga", ".ts", ".wma",
+                             ".wmv", ".3gp", ".caf", ".au", ".w64", ".rf64"})
+
+
 def _raw_info(path: Path, name: str, head: bytes, raw_rate: int) -> MediaInfo:
     kind = sniff_header(head)
     if kind is not None:
         raise UsageError(f"--rate {raw_rate}: {name} starts with a {kind} header, and --rate "
                          "applies to raw PCM only (drop --rate: the file says its rate)")
+    if path.suffix.lower() in _MEDIA_SUFFIXES:
+        raise UsageError(f"--rate {raw_rate}: {name} is named as a {path.suffix.lower()} file, "
+                         "and --rate applies to raw PCM only (drop --rate; if it really is raw "
+                         "PCM, name it .raw or .pcm)")
     if path.stat().st_size % 2:
         raise UsageError(f"{name} is not raw 16-bit PCM: it has an odd number of bytes")
     with open_media(path, None, raw_rate=raw_rate) as source:

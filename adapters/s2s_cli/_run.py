@@ -21,7 +21,15 @@ from s2s_core.urls import S2S_ROUTE
 from ._audio import InputPieces, OutputDecoder, OutputSink, open_source
 from ._plan import Job
 
-__all__ = ["Outcome", "Reporter", "Summary", "Target", "Translation"]
+__all__ = ["Cancelled", "Outcome", "Reporter", "Summary", "Target", "Translation"]
+
+
+class Cancelled(BaseException):
+    """Raised in a translation's thread once it was cancelled (Ctrl-C on the main thread).
+
+    A BaseException, as KeyboardInterrupt: no ``except Exception`` on the way
+    (the client's input pump, a job's failure handling) takes it for a failure.
+    """
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,7 @@ class Translation:
         self.bytes_sent = 0
         self.bytes_received = 0
         self.segments = 0
+        self._cancelled = False
 
     # -- the input --
 
@@ -150,9 +159,18 @@ class Translation:
         self.pieces = InputPieces(source, self.setup.input_format, live=self.job.input.is_pipe,
                                   wav_trailing_s=self.trailing_s)
 
+    def cancel(self) -> None:
+        """Stop at the next piece or event (from another thread): ``Cancelled`` is raised."""
+        self._cancelled = True
+
+    def _check(self) -> None:
+        if self._cancelled:
+            raise Cancelled
+
     def next_piece(self) -> bytes | None:
         """The next wire piece, or None at the end (blocking)."""
         assert self.pieces is not None
+        self._check()
         return self.pieces.next_piece()
 
     def took(self, piece: bytes) -> None:
@@ -186,6 +204,7 @@ class Translation:
 
     def on_event(self, event: ServerEvent) -> None:
         """One event after ready (errors are raised by the client, not seen here)."""
+        self._check()
         at = self.elapsed()
         if isinstance(event, Audio):
             if self.first_audio_s is None:
