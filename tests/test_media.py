@@ -8,7 +8,6 @@ padding. Tones are checked by the peak of their spectrum.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import struct
@@ -26,23 +25,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from s2s_cli import _media as media
 from s2s_core.audio import alaw_decode, alaw_encode, read_wav, ulaw_decode, ulaw_encode, write_wav
 from s2s_core.errors import InvalidAudio, S2SError
-
-_MEDIA_PATH = Path(__file__).resolve().parents[1] / "adapters" / "s2s_cli" / "_media.py"
-
-
-def _load_media(name: str) -> ModuleType:
-    # Loaded from its path until adapters/s2s_cli is a package (then: from s2s_cli import _media).
-    spec = importlib.util.spec_from_file_location(name, _MEDIA_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-media = _load_media("_s2s_cli_media_under_test")
 
 CODEC_SLACK_S = 0.05
 OUT_RATE = 48_000
@@ -362,10 +347,10 @@ def _status_mb(key: str) -> float:
 
 @pytest.fixture
 def no_pyav(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    # The module imports PyAV only when it needs it: blocking the import is enough.
     monkeypatch.setitem(sys.modules, "av", None)  # import av now raises ImportError
-    module = _load_media("_s2s_cli_media_without_av")
-    assert not module.media_available()
-    return module
+    assert not media.media_available()
+    return media
 
 
 def test_without_pyav_wav_still_decodes_and_other_files_name_the_extra(

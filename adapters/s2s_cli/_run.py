@@ -1,9 +1,7 @@
-"""The translation loop of ``s2s translate``, on the anyio, trio or threaded client.
+"""One translation of ``s2s translate``: its input pieces, its events, its output, its times.
 
-``Translation`` does the bookkeeping (what was sent and received, when, the
-output file) and tells a ``Reporter`` about it; the ``run_*`` functions only
-drive a client's ``s2s_stream`` and feed its events to the ``Translation``.
-Presentation lives in ``_present``.
+``Translation`` does the bookkeeping of one job and tells a ``Reporter``
+about it; ``_jobs`` drives it on a client. Presentation lives in ``_present``.
 """
 
 from __future__ import annotations
@@ -12,26 +10,26 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeAlias
+from typing import Protocol
 
-from s2s_anyio import ClientOptions
+from s2s_core.audio_input import silence
 from s2s_core.events import Audio, EndOfStream, ServerEvent, Text, UnknownMessage
+from s2s_core.formats import Codec, Direction, lookup_format
 from s2s_core.setup import Setup
 from s2s_core.urls import S2S_ROUTE
 
-from ._audio import InputAudio, OutputWav, UsageError
+from ._audio import InputPieces, OutputDecoder, OutputSink, open_source
+from ._plan import Job
 
-if TYPE_CHECKING:
-    import s2s_anyio
-    import s2s_threaded
-    import s2s_trio
+__all__ = ["Cancelled", "Outcome", "Reporter", "Summary", "Target", "Translation"]
 
-    AsyncClient: TypeAlias = s2s_anyio.S2SClient | s2s_trio.S2SClient
 
-__all__ = ["BACKENDS", "Reporter", "Summary", "Target", "Translation", "check_backend", "run"]
+class Cancelled(BaseException):
+    """Raised in a translation's thread once it was cancelled (Ctrl-C on the main thread).
 
-BACKENDS = ("anyio", "trio", "threaded")
+    A BaseException, as KeyboardInterrupt: no ``except Exception`` on the way
+    (the client's input pump, a job's failure handling) takes it for a failure.
+    """
 
 
 @dataclass(frozen=True)
@@ -67,11 +65,12 @@ class Target:
 class Summary:
     """What one translation did, for the final report.
 
-    Times are seconds since the run started (before connecting).
+    Times are seconds since the run of this job started (before connecting).
     """
 
+    input: str
+    output: str
     request_id: str | None
-    output: Path
     sample_rate: int | None
     output_s: float
     wall_s: float
@@ -92,8 +91,17 @@ class Summary:
         return self.wall_s / self.sent_s if self.sent_s else None
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How one job ended: a summary, or the failure (a job of a batch never raises)."""
+
+    job: Job
+    summary: Summary | None
+    error: BaseException | None
+
+
 class Reporter(Protocol):
-    """What the user sees; ``at_s`` are seconds since the run started."""
+    """What the user sees of one job; ``at_s`` are seconds since the job started."""
 
     def ready(self, request_id: str | None, sample_rate: int | None, at_s: float) -> None: ...
 
@@ -109,25 +117,75 @@ class Reporter(Protocol):
 
 
 class Translation:
-    """Bookkeeping of one run: the audio source, the events, the output file."""
+    """One job's run: the input pieces, the events, the output file.
 
-    def __init__(self, setup: Setup, audio: InputAudio, output: OutputWav, reporter: Reporter,
-                 *, pace: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+    Args:
+        job: What to translate and where to write it.
+        setup: The request's setup.
+        reporter: Told about every step.
+        pace: 1.0 = real time, None = as fast as possible (always None for stdin).
+        trailing_s: Silence after the input (the client appends it to raw
+            formats; the pieces carry it for ``wav``).
+    """
+
+    def __init__(self, job: Job, setup: Setup, reporter: Reporter, *, pace: float | None,
+                 trailing_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        assert job.input is not None
+        self.job = job
         self.setup = setup
-        self.audio = audio
-        self.output = output
         self.reporter = reporter
-        self.pace = pace
+        self.pace = None if job.input.is_pipe else pace
+        self.trailing_s = trailing_s
         self._clock = clock
         self._t0 = clock()
+        self.pieces: InputPieces | None = None
+        self.decoder = OutputDecoder(setup.output_format)
+        self.sink = OutputSink(job.output)
         self.request_id: str | None = None
         self.ready_s: float | None = None
         self.first_audio_s: float | None = None
         self.first_text_s: float | None = None
-        self.sent_s = 0.0
         self.bytes_sent = 0
         self.bytes_received = 0
         self.segments = 0
+        self._cancelled = False
+
+    # -- the input --
+
+    def open(self) -> None:
+        """Open the input (blocking: a worker thread's job on an event loop)."""
+        assert self.job.input is not None
+        source = open_source(self.job.input, self.setup.input_format)
+        self.pieces = InputPieces(source, self.setup.input_format, live=self.job.input.is_pipe,
+                                  wav_trailing_s=self.trailing_s)
+
+    def cancel(self) -> None:
+        """Stop at the next piece or event (from another thread): ``Cancelled`` is raised."""
+        self._cancelled = True
+
+    def _check(self) -> None:
+        if self._cancelled:
+            raise Cancelled
+
+    def next_piece(self) -> bytes | None:
+        """The next wire piece, or None at the end (blocking)."""
+        assert self.pieces is not None
+        self._check()
+        return self.pieces.next_piece()
+
+    def took(self, piece: bytes) -> None:
+        """The client took ``piece``."""
+        assert self.pieces is not None
+        self.bytes_sent += len(piece)
+        self.reporter.sent(self.pieces.seconds_read)
+
+    def source(self) -> Iterator[bytes]:
+        """The input as a blocking iterator (the threaded client's)."""
+        while (piece := self.next_piece()) is not None:
+            self.took(piece)
+            yield piece
+
+    # -- the run --
 
     def begin(self) -> None:
         """Start the clock (just before connecting)."""
@@ -137,30 +195,26 @@ class Translation:
         """Seconds since ``begin``."""
         return self._clock() - self._t0
 
-    def source(self) -> Iterator[bytes | memoryview]:
-        """The input in 80 ms chunks; counts each one once the client took it."""
-        for chunk in self.audio.chunks():
-            yield chunk.data
-            self.sent_s += chunk.seconds
-            self.bytes_sent += len(chunk.data)
-            self.reporter.sent(self.sent_s)
-
     def on_ready(self, request_id: str | None, sample_rate: int | None) -> None:
         """The stream is ready: fix the output rate."""
         self.request_id = request_id
         self.ready_s = self.elapsed()
-        self.output.start(sample_rate)
+        self.decoder.start(sample_rate)
         self.reporter.ready(request_id, sample_rate, self.ready_s)
 
     def on_event(self, event: ServerEvent) -> None:
         """One event after ready (errors are raised by the client, not seen here)."""
+        self._check()
         at = self.elapsed()
         if isinstance(event, Audio):
             if self.first_audio_s is None:
                 self.first_audio_s = at
             self.bytes_received += len(event.audio)
-            self.output.write(event.audio)
-            self.reporter.audio(event, self.output.seconds, at)
+            samples = self.decoder.decode(event.audio)
+            if len(samples):
+                assert self.decoder.rate is not None
+                self.sink.write(samples, self.decoder.rate)
+            self.reporter.audio(event, self.sink.seconds, at)
         elif isinstance(event, Text):
             if self.first_text_s is None:
                 self.first_text_s = at
@@ -172,74 +226,26 @@ class Translation:
             self.reporter.unknown(event, at)
 
     def finish(self) -> Summary:
-        """Write the output file into place and sum up."""
+        """Write the output into place (blocking) and sum up."""
         wall = self.elapsed()
-        self.output.commit()
+        self.sink.close(self.decoder.rate)
+        speech = 0.0 if self.pieces is None else self.pieces.seconds_read
+        fmt = lookup_format(self.setup.input_format, Direction.INPUT)
+        tail = b"" if fmt.codec is Codec.WAV else silence(fmt, self.trailing_s)
+        assert self.job.input is not None
         return Summary(
-            request_id=self.request_id, output=self.output.path,
-            sample_rate=self.output.sample_rate, output_s=self.output.seconds, wall_s=wall,
+            input=self.job.name, output=self.sink.name, request_id=self.request_id,
+            sample_rate=self.sink.rate, output_s=self.sink.seconds, wall_s=wall,
             ready_s=self.ready_s, first_audio_s=self.first_audio_s,
-            first_text_s=self.first_text_s, speech_s=self.audio.speech_s,
-            sent_s=self.sent_s, bytes_sent=self.bytes_sent,
+            first_text_s=self.first_text_s, speech_s=speech,
+            sent_s=speech + self.trailing_s, bytes_sent=self.bytes_sent + len(tail),
             bytes_received=self.bytes_received, segments=self.segments,
             input_format=self.setup.input_format, output_format=self.setup.output_format)
 
-
-def check_backend(backend: str) -> None:
-    """Fail early when ``backend`` cannot run here.
-
-    Raises:
-        UsageError: Unknown backend, or its package is missing.
-    """
-    if backend == "trio":
+    def close(self) -> None:
+        """Release the input; discard the output unless finished."""
         try:
-            import trio  # noqa: F401
-        except ImportError:
-            raise UsageError("the trio backend needs trio: pip install 's2s-core[trio]'") from None
-    elif backend not in BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-
-
-def run(backend: str, target: Target, translation: Translation, *,
-        connect_timeout: float) -> Summary:
-    """Run the translation on ``backend`` (one of ``BACKENDS``)."""
-    options = ClientOptions(connect_timeout=connect_timeout)
-    if backend == "anyio":
-        import anyio
-
-        import s2s_anyio
-        client: AsyncClient = s2s_anyio.S2SClient(target.api_key, base_url=target.base_url,
-                                                  options=options)
-        return anyio.run(_run_async, client, translation)
-    if backend == "trio":
-        import trio
-
-        import s2s_trio
-        client = s2s_trio.S2SClient(target.api_key, base_url=target.base_url, options=options)
-        return trio.run(_run_async, client, translation)
-    if backend == "threaded":
-        import s2s_threaded
-
-        threaded = s2s_threaded.S2SClient(target.api_key, base_url=target.base_url,
-                                          options=options)
-        return _run_threaded(threaded, translation)
-    raise UsageError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-
-
-async def _run_async(client: AsyncClient, t: Translation) -> Summary:
-    t.begin()
-    async with client.s2s_stream(t.setup, t.source(), pace=t.pace,
-                                 trailing_silence_s=0.0) as stream:
-        t.on_ready(stream.request_id, stream.sample_rate)
-        async for event in stream.iter_events():
-            t.on_event(event)
-    return t.finish()
-
-
-def _run_threaded(client: s2s_threaded.S2SClient, t: Translation) -> Summary:
-    t.begin()
-    with client.s2s_stream(t.setup, t.source(), pace=t.pace, trailing_silence_s=0.0) as stream:
-        t.on_ready(stream.request_id, stream.sample_rate)
-        for event in stream.iter_events():
-            t.on_event(event)
-    return t.finish()
+            if self.pieces is not None:
+                self.pieces.close()
+        finally:
+            self.sink.abort()
