@@ -190,6 +190,9 @@ async def _feed(request: Request, feeder: InputFeeder, source: _Source) -> None:
             kind = step.kind
             if kind is Step.SEND:
                 await request.send_chunks(step.chunks)
+                # A write that found room did not yield: let the reader run (ready,
+                # errors) between batches of an unpaced input.
+                await backend.checkpoint()
             elif kind is Step.WAIT:
                 assert step.until is not None
                 await backend.sleep_until(step.until)

@@ -163,6 +163,7 @@ async def _translate_async(client: AsyncClient, t: Translation) -> Summary:
                 t.on_ready(stream.request_id, stream.sample_rate)
                 async for event in stream.iter_events():
                     t.on_event(event)
+                metrics = stream.metrics
         except Exception as exc:
             if refusal_code(exc) != 1008:
                 raise
@@ -170,7 +171,7 @@ async def _translate_async(client: AsyncClient, t: Translation) -> Summary:
             if message is None:
                 raise
             raise CliError(message) from exc
-        return await anyio.to_thread.run_sync(t.finish)
+        return await anyio.to_thread.run_sync(t.finish, metrics)
     finally:
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(t.close)
@@ -324,6 +325,7 @@ def _translate_threaded(client: s2s_threaded.S2SClient, t: Translation) -> Summa
                 t.on_ready(stream.request_id, stream.sample_rate)
                 for event in stream.iter_events():
                     t.on_event(event)
+                metrics = stream.metrics
         except Exception as exc:
             if refusal_code(exc) != 1008:
                 raise
@@ -331,7 +333,7 @@ def _translate_threaded(client: s2s_threaded.S2SClient, t: Translation) -> Summa
             if message is None:
                 raise
             raise CliError(message) from exc
-        return t.finish()
+        return t.finish(metrics)
     finally:
         t.close()
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, TextIO
 
+import msgspec
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -68,6 +69,7 @@ def summary_fields(s: Summary) -> dict[str, Any]:
         "speech_s": _secs(s.speech_s), "sent_s": _secs(s.sent_s), "bytes_sent": s.bytes_sent,
         "bytes_received": s.bytes_received, "segments": s.segments,
         "input_format": s.input_format, "output_format": s.output_format,
+        "metrics": None if s.metrics is None else msgspec.to_builtins(s.metrics),
     }
 
 
@@ -300,7 +302,17 @@ def _summary_rows(s: Summary) -> list[tuple[str, str]]:
                        f"+ {silence:.2f} s of trailing silence)"),
         ("audio received", f"{s.bytes_received:,} bytes ({s.output_format}: "
                            f"{s.output_s:.2f} s)"),
+        *_lag_rows(s),
     ]
+
+
+def _lag_rows(s: Summary) -> list[tuple[str, str]]:
+    """The output's lag behind the input, from the core's metrics."""
+    m = s.metrics
+    if m is None or m.lag_p50_s is None or m.lag_p95_s is None or m.lag_max_s is None:
+        return []
+    return [("output lag", f"p50 {m.lag_p50_s:.2f} s, p95 {m.lag_p95_s:.2f} s, "
+                           f"max {m.lag_max_s:.2f} s ({m.lag_count} chunks)")]
 
 
 # --------------------------------------------------------------------------

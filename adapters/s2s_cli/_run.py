@@ -15,6 +15,7 @@ from typing import Protocol
 from s2s_core.audio_input import silence
 from s2s_core.events import Audio, EndOfStream, ServerEvent, Text, UnknownMessage
 from s2s_core.formats import Codec, Direction, lookup_format
+from s2s_core.metrics import Metrics
 from s2s_core.setup import Setup
 from s2s_core.urls import S2S_ROUTE
 
@@ -84,6 +85,8 @@ class Summary:
     segments: int
     input_format: str
     output_format: str
+    metrics: Metrics | None = None
+    """The core's latency figures for the request (output lag percentiles...)."""
 
     @property
     def real_time_factor(self) -> float | None:
@@ -225,8 +228,8 @@ class Translation:
         elif isinstance(event, UnknownMessage):
             self.reporter.unknown(event, at)
 
-    def finish(self) -> Summary:
-        """Write the output into place (blocking) and sum up."""
+    def finish(self, metrics: Metrics | None = None) -> Summary:
+        """Write the output into place (blocking) and sum up (``metrics``: the stream's)."""
         wall = self.elapsed()
         self.sink.close(self.decoder.rate)
         speech = 0.0 if self.pieces is None else self.pieces.seconds_read
@@ -240,7 +243,8 @@ class Translation:
             first_text_s=self.first_text_s, speech_s=speech,
             sent_s=speech + self.trailing_s, bytes_sent=self.bytes_sent + len(tail),
             bytes_received=self.bytes_received, segments=self.segments,
-            input_format=self.setup.input_format, output_format=self.setup.output_format)
+            input_format=self.setup.input_format, output_format=self.setup.output_format,
+            metrics=metrics)
 
     def close(self) -> None:
         """Release the input; discard the output unless finished."""
