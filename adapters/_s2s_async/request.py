@@ -75,13 +75,13 @@ class Request:
     async def send_chunks(self, chunks: Sequence[AudioInput]) -> None:
         """Send several chunks in one write."""
         conn = self._conn
-        conn.table.send_audio(self.handle, chunks, now=conn.backend.current_time())
+        conn.table.send_audio(self.handle, chunks, now=conn.now())
         await conn.flush_for(self.handle, "send_audio")
 
     async def send_end_of_stream(self) -> None:
         """Tell the server no more audio follows."""
         conn = self._conn
-        conn.table.send_end_of_stream(self.handle, now=conn.backend.current_time())
+        conn.table.send_end_of_stream(self.handle, now=conn.now())
         await conn.flush_for(self.handle, "send_end_of_stream")
 
     send_eos = send_end_of_stream
@@ -141,7 +141,7 @@ class Request:
         handle = self.handle
         waker = handle.waker
         if waker is None:
-            waker = handle.waker = self._conn.backend.event()
+            waker = handle.waker = self._conn.new_event()
         await waker.wait()
 
     def __aiter__(self) -> EventIterator:
