@@ -21,10 +21,12 @@ import argparse
 import json
 import os
 import select
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,11 +41,21 @@ _PKG = "benchmarks"
 
 @dataclass(frozen=True)
 class Side:
-    """One checkout: its name in the table, its folder, its interpreter."""
+    """One checkout: its name in the table, its folder, its interpreter.
+
+    ``workdir`` is where its workers start (the checkout itself, or a folder
+    holding only a copy of one ``benchmarks`` package, so both sides run one
+    harness while each imports its own library).
+    """
 
     name: str
     root: Path
     python: Path
+    workdir: Path | None = None
+
+    @property
+    def cwd(self) -> Path:
+        return self.workdir or self.root
 
     def command(self, worker: str, *args: str) -> list[str]:
         return [str(self.python), "-m", f"{_PKG}.{worker}", *args]
@@ -86,7 +98,7 @@ def _server(side: Side) -> Iterator[tuple[str, int]]:
 def _run(side: Side, cmd: list[str], timeout: float) -> dict[str, Any]:
     load = _load()
     try:
-        proc = subprocess.run(cmd, cwd=side.root, capture_output=True, text=True, env=_env(),
+        proc = subprocess.run(cmd, cwd=side.cwd, capture_output=True, text=True, env=_env(),
                               timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"timed out after {timeout:.0f} s", "load": load}
@@ -123,9 +135,9 @@ def _e2e(sides: list[Side], modes: list[str], seconds: float, repeats: int,
 
 
 def _scale(sides: list[Side], modes: list[str], sessions: int, seconds: float, ramp: float,
-           repeats: int, log: Any) -> dict[str, Any]:
-    jobs = [(side, mode) for mode in modes if mode != "sdk" for side in sides]
-    jobs.append((sides[-1], "sdk"))
+           repeats: int, log: Any, sdk_mode: str = "sdk") -> dict[str, Any]:
+    jobs = [(side, mode) for mode in modes if not mode.startswith("sdk") for side in sides]
+    jobs.append((sides[-1], sdk_mode))
     runs: dict[str, list[dict[str, Any]]] = {f"{s.name}/{m}": [] for s, m in jobs}
     for rep in range(repeats):
         for side, mode in _rotate(jobs, rep):
@@ -198,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default="e2e,scale")
     p.add_argument("--modes", default="anyio-asyncio,anyio-trio,trio,threaded")
     p.add_argument("--scale-modes", default="anyio-asyncio")
+    p.add_argument("--scale-sdk", default="sdk", help="the SDK's scale mode (sdk, sdk-uvloop)")
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--sessions", type=int, default=200)
@@ -205,11 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ramp", type=float, default=4.0)
     p.add_argument("--scale-repeats", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("bench-results/ab.json"))
+    p.add_argument("--one-harness", action="store_true",
+                   help="both sides run the after side's workers (each with its own library)")
     ns = p.parse_args(argv)
+    workdir = None
+    if ns.one_harness:
+        workdir = Path(tempfile.mkdtemp(prefix="s2s-ab-"))
+        shutil.copytree(ns.after.resolve() / _PKG, workdir / _PKG,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     sides = [Side("before", ns.before.resolve(),
-                  ns.before_python or ns.before.resolve() / ".venv/bin/python"),
+                  ns.before_python or ns.before.resolve() / ".venv/bin/python", workdir),
              Side("after", ns.after.resolve(),
-                  ns.after_python or ns.after.resolve() / ".venv/bin/python")]
+                  ns.after_python or ns.after.resolve() / ".venv/bin/python", workdir)]
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -227,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{ns.repeats} repeats; ratio = SDK / ours", *_table_e2e(runs, sides, modes)]
     if "scale" in only:
         runs = _scale(sides, ns.scale_modes.split(","), ns.sessions, ns.scale_seconds, ns.ramp,
-                      ns.scale_repeats, log)
+                      ns.scale_repeats, log, sdk_mode=ns.scale_sdk)
         result["scale"] = runs
         lines += ["", f"scale: {ns.sessions} paced sessions x {ns.scale_seconds:g} s, median of "
                   f"{ns.scale_repeats}", *_table_scale(runs)]

@@ -24,7 +24,7 @@ from typing import Any
 
 from s2s_core.connection import ClientConnection, ConnectionState
 from s2s_core.errors import ConnectError, ConnectionClosedError, ConnectTimeout, S2SError
-from s2s_core.options import LAST_WORDS_S, READ_SIZE, ClientOptions
+from s2s_core.options import LAST_WORDS_S, READ_SIZE, READ_SIZE_MIN, ClientOptions
 from s2s_core.proxy import proxy_for
 from s2s_core.request_table import RequestHandle, RequestTable
 from s2s_core.setup import Setup
@@ -229,20 +229,28 @@ class Connection:
     async def _reader(self) -> None:
         """Read and feed the table until the connection is closed."""
         backend, table, core = self.backend, self.table, self.core
+        size = READ_SIZE_MIN
         try:
             while core.state is not _CLOSED:
                 if table.saturated:
                     await self._wait_for_room()
                     continue
                 try:
-                    data = await backend.receive_some(self._stream, READ_SIZE)
+                    data = await backend.receive_some(self._stream, size)
                 except backend.transport_errors as exc:
                     table.transport_failed(exc, now=self.now())
                 else:
+                    # Sized to what comes (see READ_SIZE_MIN): the transport
+                    # allocates what is asked at each read.
+                    if len(data) >= size:
+                        size = min(size * 2, READ_SIZE)
+                    elif len(data) * 4 < size and size > READ_SIZE_MIN:
+                        size //= 2
                     if data:
                         table.receive_data(data, now=self.now())
                     else:
                         table.receive_eof(now=self.now())
+                    del data  # not held while the next read waits
                 self._after_input()
         finally:
             if core.state is not _CLOSED:
