@@ -44,7 +44,7 @@ class Outcome:
 Runner = Callable[[str, npt.NDArray[np.int16]], Outcome]
 
 
-def _anyio(backend: str) -> Runner:
+def _anyio(backend: str, options: dict[str, Any] | None = None) -> Runner:
     def run(base_url: str, audio: npt.NDArray[np.int16]) -> Outcome:
         import anyio
 
@@ -55,7 +55,7 @@ def _anyio(backend: str) -> Runner:
             result = await client.s2s(sdk_setup(), audio, pace=None, trailing_silence_s=0.0)
             return Outcome(len(result.raw_data), len(result.text_with_timestamps))
 
-        outcome: Outcome = anyio.run(session, backend=backend)
+        outcome: Outcome = anyio.run(session, backend=backend, backend_options=options)
         return outcome
 
     return run
@@ -97,6 +97,7 @@ def _sdk(base_url: str, audio: npt.NDArray[np.int16]) -> Outcome:
 
 MODES: dict[str, Runner] = {
     "anyio-asyncio": _anyio("asyncio"),
+    "anyio-uvloop": _anyio("asyncio", {"use_uvloop": True}),
     "anyio-trio": _anyio("trio"),
     "trio": _trio,
     "threaded": _threaded,
@@ -106,6 +107,7 @@ MODES: dict[str, Runner] = {
 
 _IMPORTS: dict[str, tuple[str, ...]] = {
     "anyio-asyncio": ("anyio", "s2s_anyio"),
+    "anyio-uvloop": ("anyio", "s2s_anyio", "uvloop"),
     "anyio-trio": ("anyio", "trio", "s2s_anyio"),
     "trio": ("trio", "s2s_trio"),
     "threaded": ("s2s_threaded",),

@@ -2,15 +2,24 @@
 
 ``python -m benchmarks._scale_worker MODE URL --sessions N --seconds S``
 runs N sessions of S seconds each, every one sending an 80 ms chunk every
-80 ms (its own schedule, starting when its connection is up). Session starts
-are spread over ``--ramp`` seconds so their send instants are spread over the
-80 ms period, as those of independent callers would be. Prints one JSON line:
-the lateness of every send (when ``send_audio`` returned, minus when the chunk
-was due), this process's CPU and memory, and (with ``--server-pid``) the
-server's CPU over the same steady window.
+80 ms (its own schedule, starting when its connection is up) while another
+task (thread) of the session consumes what comes back. Session starts are
+spread over ``--ramp`` seconds so their send instants are spread over the 80 ms
+period, as those of independent callers would be. Prints one JSON line: the
+lateness of every send (when ``send_audio`` returned, minus when the chunk
+was due), this process's CPU (user and system) and memory, and (with
+``--server-pid``) the server's CPU over the same steady window.
 
-Modes: ``anyio-asyncio`` (ours) and ``sdk`` (the official SDK's
-``s2s_realtime``, paced by the same loop).
+The pacing loop, the consumer, the clock and the sleeps are the same code for
+every client on one event loop: only the calls into the client differ. Modes:
+
+- ``anyio-asyncio``: ``s2s_anyio`` on asyncio (plain asyncio tasks drive it,
+  as they drive the official SDK);
+- ``anyio-uvloop``: the same on uvloop's loop;
+- ``trio``: ``s2s_trio`` (trio's tasks, clock and sleeps);
+- ``threaded``: ``s2s_threaded``, a sending thread and a consuming thread
+  per session (plus the connection's reader thread);
+- ``sdk`` / ``sdk-uvloop``: the official SDK's ``s2s_realtime`` on asyncio / uvloop.
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ import argparse
 import asyncio
 import gc
 import json
+import resource
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -40,13 +51,15 @@ from ._common import (
     speech_like,
 )
 
-__all__ = ["main"]
+__all__ = ["MODES", "main"]
 
 API_KEY = "bench-key"
+MODES = ("anyio-asyncio", "anyio-uvloop", "trio", "threaded", "sdk", "sdk-uvloop")
 
 
 @dataclass
 class _Run:
+    url: str
     sessions: int
     seconds: float
     ramp: float
@@ -57,111 +70,267 @@ class _Run:
     errors: list[str] = field(default_factory=list)
     started: int = 0
 
+    @property
+    def base_url(self) -> str:
+        return self.url.replace("ws://", "http://", 1).removesuffix("speech/s2s")
 
-SessionFn = Callable[[_Run, int, Callable[[], float], Callable[[float], Awaitable[None]]],
-                     Awaitable[None]]
+    def failed(self, i: int, exc: BaseException) -> None:
+        if len(self.errors) < 20:
+            self.errors.append(f"session {i}: {_describe(exc)}")
 
 
-async def _ours(run: _Run, i: int, clock: Callable[[], float],
-                sleep_until: Callable[[float], Awaitable[None]]) -> None:
-    import anyio
+def _describe(exc: BaseException) -> str:
+    """An error's type and text; an exception group's first leaf (what actually failed)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
 
-    import s2s_anyio
+
+# -- asyncio (ours on asyncio or uvloop, and the SDK): one harness, two clients --
+
+class _AsyncClient:
+    """What the asyncio harness calls: open a session, send, end, iterate."""
+
+    def open(self, run: _Run) -> Any:
+        raise NotImplementedError
+
+    async def send(self, session: Any, chunk: npt.NDArray[np.int16]) -> None:
+        raise NotImplementedError
+
+    async def end(self, session: Any) -> None:
+        raise NotImplementedError
+
+    async def consume(self, session: Any) -> int:
+        raise NotImplementedError
+
+
+class _Ours(_AsyncClient):
+    def open(self, run: _Run) -> Any:
+        import s2s_anyio
+
+        return s2s_anyio.connect(run.url, sdk_setup(), api_key=API_KEY)
+
+    async def send(self, session: Any, chunk: npt.NDArray[np.int16]) -> None:
+        await session.send_audio(chunk)
+
+    async def end(self, session: Any) -> None:
+        await session.send_end_of_stream()
+
+    async def consume(self, session: Any) -> int:
+        from s2s_core.events import Audio
+
+        received = 0
+        async for event in session:
+            if type(event) is Audio:
+                received += len(event.audio)
+        return received
+
+
+class _Sdk(_AsyncClient):
+    def open(self, run: _Run) -> Any:
+        from gradium.client import GradiumClient
+
+        return GradiumClient(base_url=run.base_url, api_key=API_KEY).s2s_realtime(**sdk_setup())
+
+    async def send(self, session: Any, chunk: npt.NDArray[np.int16]) -> None:
+        await session.send_audio(chunk)
+
+    async def end(self, session: Any) -> None:
+        await session.send_eos()
+
+    async def consume(self, session: Any) -> int:
+        received = 0
+        async for msg in session:
+            if msg.get("type") == "audio":
+                received += len(msg["audio"])
+        return received
+
+
+async def _asyncio_session(client: _AsyncClient, run: _Run, i: int, start_at: float) -> None:
+    loop = asyncio.get_running_loop()
+    clock = loop.time
+    await asyncio.sleep(max(start_at - clock(), 0.0))
+    try:
+        async with client.open(run) as session:
+            run.started += 1
+            consumer = asyncio.ensure_future(client.consume(session))
+            try:
+                row = run.lateness[i]
+                start = clock()
+                for k, chunk in enumerate(run.chunks):
+                    due = start + k * CHUNK_SECONDS
+                    now = clock()
+                    if now < due:
+                        await asyncio.sleep(due - now)
+                    await client.send(session, chunk)
+                    row[k] = clock() - due
+                await client.end(session)
+                run.audio_bytes[i] = await consumer
+            finally:
+                consumer.cancel()
+        run.done[i] = True
+    except Exception as exc:
+        run.failed(i, exc)
+
+
+async def _asyncio_main(client: _AsyncClient, run: _Run, server_pid: int | None,
+                        deadline_s: float) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    t0 = loop.time() + 0.5
+    tasks = [asyncio.ensure_future(_asyncio_session(client, run, i,
+                                                    t0 + run.ramp * i / run.sessions))
+             for i in range(run.sessions)]
+
+    async def sleep_until(when: float) -> None:
+        await asyncio.sleep(max(when - loop.time(), 0.0))
+
+    result = await _steady(run, server_pid, t0, sleep_until)
+    _, pending = await asyncio.wait(tasks, timeout=deadline_s)
+    for task in pending:
+        task.cancel()
+    result["timed_out"] = bool(pending)
+    return result
+
+
+# -- trio --
+
+async def _trio_session(run: _Run, i: int, start_at: float) -> None:
+    import trio
+
+    import s2s_trio
     from s2s_core.events import Audio
 
-    async with s2s_anyio.connect(_URL[0], sdk_setup(), api_key=API_KEY) as session:
-        run.started += 1
-        received = 0
-
-        async def consume() -> None:
-            nonlocal received
-            async for event in session:
-                if isinstance(event, Audio):
-                    received += len(event.audio)
-
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(consume)
-            row = run.lateness[i]
-            start = clock()
-            for k, chunk in enumerate(run.chunks):
-                due = start + k * CHUNK_SECONDS
-                if clock() < due:
-                    await sleep_until(due)
-                await session.send_audio(chunk)
-                row[k] = clock() - due
-            await session.send_end_of_stream()
-        run.audio_bytes[i] = received
-        run.done[i] = True
-
-
-async def _sdk(run: _Run, i: int, clock: Callable[[], float],
-               sleep_until: Callable[[float], Awaitable[None]]) -> None:
-    from gradium.client import GradiumClient
-
-    client = GradiumClient(base_url=_BASE[0], api_key=API_KEY)
-    async with client.s2s_realtime(**sdk_setup()) as s2s:
-        run.started += 1
-        received = 0
-
-        async def consume() -> None:
-            nonlocal received
-            async for msg in s2s:
-                if msg.get("type") == "audio":
-                    received += len(msg["audio"])
-
-        consumer = asyncio.ensure_future(consume())
-        try:
-            row = run.lateness[i]
-            start = clock()
-            for k, chunk in enumerate(run.chunks):
-                due = start + k * CHUNK_SECONDS
-                if clock() < due:
-                    await sleep_until(due)
-                await s2s.send_audio(chunk)
-                row[k] = clock() - due
-            await s2s.send_eos()
-            await consumer
-        finally:
-            consumer.cancel()
-        run.audio_bytes[i] = received
-        run.done[i] = True
-
-
-_URL: list[str] = [""]
-_BASE: list[str] = [""]
-
-
-async def _guarded(fn: SessionFn, run: _Run, i: int, clock: Callable[[], float],
-                   sleep_until: Callable[[float], Awaitable[None]], start_at: float) -> None:
-    await sleep_until(start_at)
+    await trio.sleep_until(start_at)
+    clock = trio.current_time
     try:
-        await fn(run, i, clock, sleep_until)
+        async with s2s_trio.connect(run.url, sdk_setup(), api_key=API_KEY) as session:
+            run.started += 1
+
+            async def consume() -> None:
+                received = 0
+                async for event in session:
+                    if type(event) is Audio:
+                        received += len(event.audio)
+                run.audio_bytes[i] = received
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(consume)
+                row = run.lateness[i]
+                start = clock()
+                for k, chunk in enumerate(run.chunks):
+                    due = start + k * CHUNK_SECONDS
+                    if clock() < due:
+                        await trio.sleep_until(due)
+                    await session.send_audio(chunk)
+                    row[k] = clock() - due
+                await session.send_end_of_stream()
+        run.done[i] = True
     except Exception as exc:
-        if len(run.errors) < 20:
-            run.errors.append(f"session {i}: {type(exc).__name__}: {exc}")
+        run.failed(i, exc)
 
 
-async def _drive(fn: SessionFn, run: _Run, server_pid: int | None,
-                 spawn: Callable[[Callable[[], Awaitable[None]]], Any],
-                 clock: Callable[[], float],
-                 sleep_until: Callable[[float], Awaitable[None]]) -> dict[str, Any]:
-    """Start every session on its ramp slot; sample CPU/RSS in the steady window."""
-    t0 = clock() + 0.5
-    def starter(i: int, start_at: float) -> Callable[[], Awaitable[None]]:
-        return lambda: _guarded(fn, run, i, clock, sleep_until, start_at)
+async def _trio_main(run: _Run, server_pid: int | None, deadline_s: float) -> dict[str, Any]:
+    import trio
 
-    for i in range(run.sessions):
-        spawn(starter(i, t0 + run.ramp * i / run.sessions))
-    # The steady window: every session started (plus a margin) until the first ends.
+    result: dict[str, Any] = {}
+    with trio.move_on_after(deadline_s) as scope:
+        async with trio.open_nursery() as nursery:
+            t0 = trio.current_time() + 0.5
+            for i in range(run.sessions):
+                nursery.start_soon(_trio_session, run, i, t0 + run.ramp * i / run.sessions)
+            result = await _steady(run, server_pid, t0, trio.sleep_until)
+    result["timed_out"] = scope.cancelled_caught
+    return result
+
+
+# -- threads --
+
+def _threaded_session(run: _Run, i: int, start_at: float) -> None:
+    import s2s_threaded
+    from s2s_core.events import Audio
+
+    clock = time.monotonic
+    time.sleep(max(start_at - clock(), 0.0))
+    try:
+        with s2s_threaded.connect(run.url, sdk_setup(), api_key=API_KEY) as session:
+            run.started += 1
+
+            def consume() -> None:
+                received = 0
+                try:
+                    for event in session:
+                        if type(event) is Audio:
+                            received += len(event.audio)
+                except Exception as exc:
+                    run.failed(i, exc)
+                run.audio_bytes[i] = received
+
+            consumer = threading.Thread(target=consume, name=f"consume-{i}", daemon=True)
+            consumer.start()
+            row = run.lateness[i]
+            start = clock()
+            for k, chunk in enumerate(run.chunks):
+                due = start + k * CHUNK_SECONDS
+                now = clock()
+                if now < due:
+                    time.sleep(due - now)
+                session.send_audio(chunk)
+                row[k] = clock() - due
+            session.send_end_of_stream()
+            consumer.join()
+        run.done[i] = True
+    except Exception as exc:
+        run.failed(i, exc)
+
+
+def _threaded_main(run: _Run, server_pid: int | None, deadline_s: float) -> dict[str, Any]:
+    # Small stacks: thousands of threads; Python's frames live on the heap.
+    threading.stack_size(256 * 1024)
+    t0 = time.monotonic() + 0.5
+    threads = [threading.Thread(target=_threaded_session,
+                                args=(run, i, t0 + run.ramp * i / run.sessions),
+                                name=f"session-{i}", daemon=True)
+               for i in range(run.sessions)]
+    for thread in threads:
+        thread.start()
+
+    async def sleep_until(when: float) -> None:
+        time.sleep(max(when - time.monotonic(), 0.0))
+
+    result = _run_sync(_steady(run, server_pid, t0, sleep_until))
+    end = time.monotonic() + deadline_s
+    for thread in threads:
+        thread.join(max(end - time.monotonic(), 0.0))
+    result["timed_out"] = any(thread.is_alive() for thread in threads)
+    return result
+
+
+def _run_sync(coro: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """Run a coroutine that never really suspends (its sleeps block)."""
+    it = coro.__await__()
+    try:
+        while True:
+            next(it)
+    except StopIteration as stop:
+        value: dict[str, Any] = stop.value
+        return value
+
+
+# -- shared --
+
+async def _steady(run: _Run, server_pid: int | None, t0: float,
+                  sleep_until: Callable[[float], Awaitable[None]]) -> dict[str, Any]:
+    """CPU and RSS of the steady window: every session started (plus a margin) until
+    the first ends."""
     steady_from = t0 + run.ramp + 1.0
     steady_to = t0 + run.seconds - 0.5
     out: dict[str, Any] = {}
     if steady_to - steady_from >= 1.0:
         await sleep_until(steady_from)
-        c0, s0, w0 = cpu_seconds(), _server_cpu(server_pid), clock()
+        c0, s0, w0 = cpu_seconds(), _server_cpu(server_pid), time.perf_counter()
         out["sessions_live_at_steady_start"] = run.started - int(run.done.sum())
         await sleep_until(steady_to)
-        c1, s1, w1 = cpu_seconds(), _server_cpu(server_pid), clock()
+        c1, s1, w1 = cpu_seconds(), _server_cpu(server_pid), time.perf_counter()
         out["rss_steady_kib"] = rss_kib()
         out["steady_window_s"] = w1 - w0
         out["client_cores_steady"] = (c1 - c0) / (w1 - w0)
@@ -174,84 +343,62 @@ def _server_cpu(pid: int | None) -> float | None:
     return None if pid is None else proc_cpu_seconds(pid)
 
 
-async def _main_anyio(fn: SessionFn, run: _Run, server_pid: int | None,
-                      deadline_s: float) -> dict[str, Any]:
-    import anyio
+def _run_mode(mode: str, run: _Run, server_pid: int | None, deadline: float) -> dict[str, Any]:
+    if mode == "trio":
+        import trio
 
-    result: dict[str, Any] = {}
-    with anyio.move_on_after(deadline_s) as scope:
-        async with anyio.create_task_group() as tasks:
-            def spawn(make: Callable[[], Awaitable[None]]) -> None:
-                async def task() -> None:
-                    await make()
-                tasks.start_soon(task)
+        result: dict[str, Any] = trio.run(_trio_main, run, server_pid, deadline)
+        return result
+    if mode == "threaded":
+        return _threaded_main(run, server_pid, deadline)
+    client: _AsyncClient = _Sdk() if mode.startswith("sdk") else _Ours()
+    if mode.endswith("uvloop"):
+        import uvloop
 
-            result = await _drive(fn, run, server_pid, spawn, anyio.current_time,
-                                  anyio.sleep_until)
-    result["timed_out"] = scope.cancelled_caught
-    return result
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(_asyncio_main(client, run, server_pid, deadline))
+    return asyncio.run(_asyncio_main(client, run, server_pid, deadline))
 
 
-async def _main_asyncio(fn: SessionFn, run: _Run, server_pid: int | None,
-                        deadline_s: float) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    tasks: list[asyncio.Task[None]] = []
-
-    async def sleep_until(when: float) -> None:
-        await asyncio.sleep(max(when - loop.time(), 0.0))
-
-    def spawn(make: Callable[[], Awaitable[None]]) -> None:
-        async def task() -> None:
-            await make()
-        tasks.append(asyncio.ensure_future(task()))
-
-    result = await _drive(fn, run, server_pid, spawn, loop.time, sleep_until)
-    _, pending = await asyncio.wait(tasks, timeout=deadline_s)
-    for task in pending:
-        task.cancel()
-    result["timed_out"] = bool(pending)
-    return result
+_IMPORTS = {
+    "anyio-asyncio": ("anyio", "s2s_anyio"),
+    "anyio-uvloop": ("anyio", "s2s_anyio", "uvloop"),
+    "trio": ("trio", "s2s_trio"),
+    "threaded": ("s2s_threaded",),
+    "sdk": ("aiohttp", "gradium.client"),
+    "sdk-uvloop": ("aiohttp", "gradium.client", "uvloop"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks._scale_worker")
-    parser.add_argument("mode", choices=("anyio-asyncio", "sdk"))
+    parser.add_argument("mode", choices=MODES)
     parser.add_argument("url")
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--ramp", type=float, default=4.0)
     parser.add_argument("--server-pid", type=int)
     ns = parser.parse_args(argv)
-    _URL[0] = ns.url
-    _BASE[0] = ns.url.replace("ws://", "http://", 1).removesuffix("speech/s2s")
     record: dict[str, Any] = {"mode": ns.mode, "sessions": ns.sessions, "seconds": ns.seconds,
                               "ramp_s": ns.ramp}
     try:
-        if ns.mode == "sdk":
-            import aiohttp  # noqa: F401
-            import gradium.client  # noqa: F401
-        else:
-            import anyio
+        import importlib
 
-            import s2s_anyio  # noqa: F401
+        for name in _IMPORTS[ns.mode]:
+            importlib.import_module(name)
         audio = speech_like(ns.seconds)
         chunks = [audio[i:i + CHUNK_SAMPLES] for i in range(0, audio.size, CHUNK_SAMPLES)]
-        run = _Run(sessions=ns.sessions, seconds=ns.seconds, ramp=ns.ramp, chunks=chunks,
-                   lateness=np.full((ns.sessions, len(chunks)), np.nan),
+        run = _Run(url=ns.url, sessions=ns.sessions, seconds=ns.seconds, ramp=ns.ramp,
+                   chunks=chunks, lateness=np.full((ns.sessions, len(chunks)), np.nan),
                    audio_bytes=np.zeros(ns.sessions, dtype=np.int64),
                    done=np.zeros(ns.sessions, dtype=bool))
         gc.collect()
         rss0 = rss_kib()
+        usage0 = resource.getrusage(resource.RUSAGE_SELF)
         cpu0, wall0 = cpu_seconds(), time.perf_counter()
-        deadline = ns.ramp + 2 * ns.seconds + 30
-        if ns.mode == "sdk":
-            steady = asyncio.run(_main_asyncio(_sdk, run, ns.server_pid, deadline))
-        else:
-            import anyio
-
-            steady = anyio.run(_main_anyio, _ours, run, ns.server_pid, deadline,
-                               backend="asyncio")
+        steady = _run_mode(ns.mode, run, ns.server_pid, ns.ramp + 2 * ns.seconds + 30)
         cpu1, wall1 = cpu_seconds(), time.perf_counter()
+        usage1 = resource.getrusage(resource.RUSAGE_SELF)
         sent = run.lateness[~np.isnan(run.lateness)]
         late_ms = (np.maximum(sent, 0.0) * 1e3).tolist()
         completed = int(run.done.sum())
@@ -262,23 +409,19 @@ def main(argv: list[str] | None = None) -> int:
             lateness_ms={"p50": percentile(late_ms, 50), "p90": percentile(late_ms, 90),
                          "p99": percentile(late_ms, 99), "max": max(late_ms, default=0.0)},
             cpu_s=cpu1 - cpu0, wall_s=wall1 - wall0,
+            user_s=usage1.ru_utime - usage0.ru_utime, sys_s=usage1.ru_stime - usage0.ru_stime,
+            context_switches=(usage1.ru_nvcsw - usage0.ru_nvcsw
+                              + usage1.ru_nivcsw - usage0.ru_nivcsw),
             cpu_per_session_s=(cpu1 - cpu0) / ns.sessions,
-            rss_baseline_kib=rss0, rss_peak_kib=_peak_rss_kib(),
+            rss_baseline_kib=rss0, rss_peak_kib=int(usage1.ru_maxrss),
             audio_bytes_per_session=float(np.median(run.audio_bytes)),
             audio_bytes_expected=expected_out, **steady)
         if rss0 is not None and steady.get("rss_steady_kib") is not None:
             record["rss_per_session_kib"] = (steady["rss_steady_kib"] - rss0) / ns.sessions
     except Exception as exc:
-        record.update(ok=False, error=f"{type(exc).__name__}: {exc}",
-                      traceback=traceback.format_exc(limit=8))
+        record.update(ok=False, error=_describe(exc), traceback=traceback.format_exc(limit=8))
     print(json.dumps(record), flush=True)
     return 0
-
-
-def _peak_rss_kib() -> int:
-    import resource
-
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 if __name__ == "__main__":

@@ -80,9 +80,13 @@ async def _serve(port: int) -> None:
     import anyio
 
     from s2s_anyio import serve
+    from s2s_core.loopback.rest import LocalRest
 
+    # Unlimited credits: the local server's default ledger (one hour of audio)
+    # runs out within one benchmark run and would refuse the later sessions.
+    rest = LocalRest(credits=float("inf"))
     async with anyio.create_task_group() as tasks:
-        url = await tasks.start(partial(serve, "127.0.0.1", port))
+        url = await tasks.start(partial(serve, "127.0.0.1", port, rest=rest))
         print(url, flush=True)
 
 

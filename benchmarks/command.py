@@ -81,8 +81,12 @@ def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
                      help="write a cProfile file per mode (first repeat) into DIR")
     scale = p.add_argument_group("scale")
     scale.add_argument("--sessions", type=_levels, metavar="N[,N...]",
-                       help="concurrent sessions; the next levels are tried when one misses "
-                            "the goal (default 1000,200,50,20; quick 50)")
+                       help="concurrent sessions, one level after the other, each with every "
+                            "mode and the SDK (default 1000,2000; quick 50)")
+    scale.add_argument("--scale-modes", type=_csv, metavar="LIST",
+                       help="client modes of the scale benchmark; the first is judged, the "
+                            "others reported (default anyio-asyncio; also anyio-uvloop, trio, "
+                            "threaded, sdk-uvloop)")
     scale.add_argument("--scale-seconds", type=float,
                        help="seconds per session (default 20; quick 5)")
     scale.add_argument("--ramp", type=float,
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m benchmarks") -
     number = int(_pick(ns.number, 2000, 200, q))  # type: ignore[call-overload]
     seconds = float(_pick(ns.seconds, 60.0, 10.0, q))  # type: ignore[arg-type]
     repeats = int(_pick(ns.repeats, 5, 1, q))  # type: ignore[call-overload]
-    levels: list[int] = _pick(ns.sessions, [1000, 200, 50, 20], [50], q)  # type: ignore[assignment]
+    levels: list[int] = _pick(ns.sessions, [1000, 2000], [50], q)  # type: ignore[assignment]
     scale_seconds = float(_pick(ns.scale_seconds, 20.0, 5.0, q))  # type: ignore[arg-type]
     ramp = float(_pick(ns.ramp, 4.0, 1.0, q))  # type: ignore[arg-type]
 
@@ -145,7 +149,8 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m benchmarks") -
     info["command"] = shlex.join([*prog.split(), *args])
     info["settings"] = {"quick": q, "benchmarks": selected, "rounds": rounds,
                         "number": number, "e2e_seconds": seconds, "e2e_repeats": repeats,
-                        "scale_levels": levels, "scale_seconds": scale_seconds,
+                        "scale_levels": levels, "scale_modes": ns.scale_modes,
+                        "scale_seconds": scale_seconds,
                         "scale_ramp_s": ramp}
 
     def log(message: str) -> None:
@@ -167,7 +172,7 @@ def main(argv: list[str] | None = None, *, prog: str = "python -m benchmarks") -
 
         jobs["scale"] = lambda: scale.run_scale(levels=levels, seconds=scale_seconds,
                                                 ramp=ramp, with_sdk=not ns.no_sdk_scale,
-                                                log=log)
+                                                modes=ns.scale_modes, log=log)
 
     sections: list[Section] = []
     for name in selected:

@@ -26,6 +26,7 @@ __all__ = ["OUR_MODES", "available_modes", "run_e2e"]
 OUR_MODES = tuple(m for m in MODES if m != "sdk")
 _NEEDS: dict[str, tuple[str, ...]] = {
     "anyio-asyncio": ("anyio", "s2s_anyio"),
+    "anyio-uvloop": ("anyio", "s2s_anyio", "uvloop"),
     "anyio-trio": ("anyio", "trio", "s2s_anyio"),
     "trio": ("trio", "s2s_trio"),
     "threaded": ("s2s_threaded",),

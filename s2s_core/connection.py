@@ -416,10 +416,11 @@ class ClientConnection(_Base):
         self._idle_deadline: float | None = None
         self._paused_at = now
         self._pending: list[bytes] = []
-        self._handshake = ClientHandshake(self.target, api_key=api_key,
-                                          extra_headers=extra_headers,
-                                          max_size=max_handshake_size)
-        self._outbox.append(self._handshake.request)
+        handshake = ClientHandshake(self.target, api_key=api_key,
+                                    extra_headers=extra_headers, max_size=max_handshake_size)
+        # Dropped once the upgrade is answered: a few KiB per open connection.
+        self._handshake: ClientHandshake | None = handshake
+        self._outbox.append(handshake.request)
 
     def __repr__(self) -> str:
         path = self.target.target.split("?")[0]  # never show a token
@@ -589,13 +590,16 @@ class ClientConnection(_Base):
         return ConnectionClosedError(code, reason, detail)
 
     def _receive_handshake(self, data: bytes) -> None:
+        assert self._handshake is not None  # only while CONNECTING
         outcome = self._handshake.receive_data(data)
         if isinstance(outcome, Accepted):
+            self._handshake = None
             self._open(outcome.rest)
         elif outcome is not None:
             self._finish(1006, "", outcome.error)
 
     def _eof_during_handshake(self) -> None:
+        assert self._handshake is not None  # only while CONNECTING
         self._finish(1006, "", self._handshake.eof().error)
 
 

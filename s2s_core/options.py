@@ -26,6 +26,7 @@ __all__ = [
     "MAX_HANDSHAKE_SIZE",
     "QUEUE_SIZE",
     "READ_SIZE",
+    "READ_SIZE_MIN",
     "WRITE_BATCH_BYTES",
     "DRAIN_AFTER_WRITE_FAILURE_S",
     "LAST_WORDS_S",
@@ -53,7 +54,11 @@ MAX_HANDSHAKE_SIZE = 64 * 2**10
 QUEUE_SIZE = 256
 """Events buffered per request before reading pauses (backpressure)."""
 READ_SIZE = 256 * 1024
-"""Bytes asked of the transport per read."""
+"""Most bytes asked of the transport per read (a burst's worth)."""
+READ_SIZE_MIN = 16 * 1024
+"""Bytes asked by the first read. A read that fills what it asked doubles the
+next (up to ``READ_SIZE``); one under a quarter of it halves it back: a paced
+session's reads (one ~10 KiB message) then never allocate 256 KiB each."""
 WRITE_BATCH_BYTES = 48 * 1024
 """Input audio queued before one write, when several chunks are due at once."""
 DRAIN_AFTER_WRITE_FAILURE_S = 1.0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from typing import Any
 
 import anyio
@@ -99,3 +101,95 @@ def test_asyncio_stream_eof_reads_empty() -> None:
         assert await reader == b""
 
     asyncio.run(main())
+
+
+def test_loop_event_wakes_every_waiter_but_the_cancelled_one() -> None:
+    async def main() -> None:
+        event = ANYIO.event_type()()
+        woken: list[str] = []
+
+        async def waiter(name: str) -> None:
+            await event.wait()
+            woken.append(name)
+
+        tasks = [asyncio.ensure_future(waiter(name)) for name in ("a", "b", "c")]
+        await asyncio.sleep(0)
+        tasks[1].cancel()  # anyio cancels a waiter by cancelling what it awaits
+        await asyncio.sleep(0)
+        assert not event.is_set()
+        event.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert woken == ["a", "c"] and tasks[1].cancelled()
+        await event.wait()  # set: returns at once
+        event.set()  # idempotent
+
+    asyncio.run(main())
+
+
+def test_pushed_stream_hands_over_buffered_input_then_pushes() -> None:
+    async def main() -> None:
+        stream = AsyncioByteStream(asyncio.get_running_loop())
+        paused: list[bool] = []
+
+        class Transport(asyncio.Transport):
+            def pause_reading(self) -> None:
+                paused.append(True)
+
+            def resume_reading(self) -> None:
+                paused.append(False)
+
+        class Receiver:
+            def __init__(self) -> None:
+                self.got: list[object] = []
+
+            def data_in(self, data: bytes) -> None:
+                self.got.append(data)
+
+            def eof_in(self) -> None:
+                self.got.append("eof")
+
+            def lost_in(self, exc: BaseException) -> None:
+                self.got.append(type(exc))
+
+        stream.connection_made(Transport())
+        stream.data_received(b"before")  # buffered: nobody takes pushes yet
+        receiver = Receiver()
+        stream.set_receiver(receiver)
+        view = stream.get_buffer(-1)  # a read lands in the shared buffer, copied out
+        view[:5] = b"after"
+        stream.buffer_updated(5)
+        stream.pause_reading()
+        stream.pause_reading()
+        stream.resume_reading()
+        stream.eof_received()
+        stream.connection_lost(None)  # after the end: nothing more is pushed
+        assert receiver.got == [b"before", b"after", "eof"]
+        assert paused == [True, False]
+
+    asyncio.run(main())
+
+
+def test_a_connection_left_open_when_its_loop_ends_loses_its_socket() -> None:
+    """On asyncio a connection has no task of its own: the loop's end must still close it."""
+    import s2s_anyio
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    setup = {"model_name": "s2s-translate", "input_format": "pcm", "output_format": "pcm",
+             "voice_id": "v", "json_config": {"target_language": "en"}}
+    with s2s_anyio.run_server() as url:
+        fds = open_fds()
+        kept: list[Any] = []
+
+        async def leave_open() -> None:
+            opened = s2s_anyio.connect(url, setup, api_key="k")
+            kept.append(await opened.__aenter__())  # never exited
+
+        anyio.run(leave_open, backend="asyncio")
+        session = kept[0]
+        assert session.connection.closed.is_set()  # failed, not left open
+        deadline = time.monotonic() + 3
+        while open_fds() > fds and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert open_fds() <= fds

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from s2s_core.proxy import ProxyConfig
 from s2s_core.urls import WebSocketTarget
@@ -56,6 +56,41 @@ class Background(Protocol):
     def cancel(self) -> None: ...
 
 
+class Timer(Protocol):
+    """A callback scheduled on the event loop."""
+
+    def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class PushStream(Protocol):
+    """A stream whose input comes in the event loop's own callbacks (asyncio's).
+
+    A connection on such a stream needs no task of its own: ``set_receiver``
+    makes the stream call ``data_in``/``eof_in``/``lost_in`` on it, writes go
+    to the transport at once (``write_nowait``; ``drain`` waits while its
+    buffer is over its limit), and the core's deadline is a loop timer
+    (``call_at``, on the backend's clock).
+    """
+
+    @property
+    def writing_paused(self) -> bool: ...
+
+    def set_receiver(self, receiver: Any) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def write_nowait(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close_soon(self, abort_after: float) -> None: ...
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer: ...
+
+
 class Backend(Protocol):
     """What an adapter supplies: transport, clock, sleeping, tasks, events."""
 
@@ -86,11 +121,19 @@ class Backend(Protocol):
 
     def current_time(self) -> float: ...
 
+    def clock(self) -> Callable[[], float]:
+        """``current_time`` bound to the running loop (cheaper per call; same values)."""
+        ...
+
     async def sleep_until(self, deadline: float) -> None: ...
 
     async def checkpoint(self) -> None: ...
 
     def event(self) -> Event: ...
+
+    def event_type(self) -> Callable[[], Event]:
+        """What ``event`` makes, bound to the running loop (cheaper per event)."""
+        ...
 
     def task_group(self) -> AbstractAsyncContextManager[TaskGroup]: ...
 

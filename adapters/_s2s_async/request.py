@@ -7,7 +7,7 @@ The bookkeeping (queue, result, why a send is refused) is the core's
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from s2s_core.errors import LocalProtocolError, S2SError
@@ -18,7 +18,7 @@ from s2s_core.request_table import WAIT, RequestHandle, RequestTable
 from s2s_core.results import ResultCollector, S2SResult, TextWithTimestamps
 from s2s_core.setup import Setup
 
-from .backend import Backend
+from .backend import Backend, Event
 
 
 class RequestLink(Protocol):
@@ -30,6 +30,11 @@ class RequestLink(Protocol):
     @property
     def table(self) -> RequestTable: ...
 
+    now: Callable[[], float]
+    """The backend's clock, bound once per connection."""
+    new_event: Callable[[], Event]
+    """The backend's event type, bound once per connection."""
+
     async def flush_for(self, handle: RequestHandle, what: str) -> None: ...
 
     def consumer_took(self) -> None: ...
@@ -37,6 +42,7 @@ class RequestLink(Protocol):
     def _after_input(self) -> None: ...
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None: ...
+
 
 __all__ = ["Request", "EventIterator"]
 
@@ -96,14 +102,13 @@ class Request:
     async def send_chunks(self, chunks: Sequence[AudioInput], *, downmix: bool = False) -> None:
         """Send several chunks in one write."""
         conn = self._conn
-        conn.table.send_audio(self.handle, chunks, now=conn.backend.current_time(),
-                              downmix=downmix)
+        conn.table.send_audio(self.handle, chunks, now=conn.now(), downmix=downmix)
         await conn.flush_for(self.handle, "send_audio")
 
     async def send_end_of_stream(self) -> None:
         """Tell the server no more audio follows."""
         conn = self._conn
-        conn.table.send_end_of_stream(self.handle, now=conn.backend.current_time())
+        conn.table.send_end_of_stream(self.handle, now=conn.now())
         await conn.flush_for(self.handle, "send_end_of_stream")
 
     send_eos = send_end_of_stream
@@ -168,7 +173,7 @@ class Request:
         handle = self.handle
         waker = handle.waker
         if waker is None:
-            waker = handle.waker = self._conn.backend.event()
+            waker = handle.waker = self._conn.new_event()
         await waker.wait()
 
     def __aiter__(self) -> EventIterator:
@@ -181,7 +186,9 @@ class Request:
             LocalProtocolError: Another live iterator consumes this request.
         """
         current = self._consumer() if self._consumer is not None else None
-        if current is not None and current is not consumer:
+        if current is consumer:
+            return  # claimed already (every event of an iteration claims)
+        if current is not None:
             raise LocalProtocolError("this request is already being iterated by another consumer")
         self._consumer = weakref.ref(consumer)
 

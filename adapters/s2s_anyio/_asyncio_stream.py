@@ -6,6 +6,12 @@ receive with data buffered returns it at once (the data came from the
 loop's own callbacks, so the caller did yield to get it), a send only waits
 when the transport asks for backpressure, and reading is paused only when
 more than ``_HIGH_WATER`` bytes wait unread.
+
+Reads land in one buffer per thread (a ``BufferedProtocol``), not in a
+fresh 256 KiB allocation per read: what was read is copied out at its real
+size before the next read reuses the buffer. A ``Receiver`` set with
+``set_receiver`` gets the bytes in the loop's own callback, so a
+connection's input needs no task of its own (no wake-up per message).
 """
 
 from __future__ import annotations
@@ -13,25 +19,90 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import anyio
 
 from s2s_core.options import LAST_WORDS_S
 from s2s_core.proxy import NO_TUNNEL_TIMEOUT, TUNNEL_ERRORS, ProxyConfig, tunnel_args, tunnel_error
 
-__all__ = ["AsyncioByteStream", "open_asyncio_stream"]
+__all__ = ["AsyncioByteStream", "Receiver", "open_asyncio_stream"]
 
 _HIGH_WATER = 1 << 20
+_READ_BUFFER = 256 * 1024
+"""Bytes one read may take: a burst's worth (the buffer is shared, not per connection)."""
 _HAPPY_EYEBALLS_DELAY = 0.25  # RFC 8305's recommended connection attempt delay
 # What this stream calls on its transport (asyncio's, or another loop's such as uvloop's).
 _TRANSPORT_METHODS = ("write", "is_closing", "close", "abort", "pause_reading",
                       "resume_reading", "can_write_eof", "write_eof", "get_write_buffer_size")
 
 
-class AsyncioByteStream(asyncio.Protocol):
+class Receiver(Protocol):
+    """Who takes a stream's input in the loop's callbacks (``set_receiver``)."""
+
+    def data_in(self, data: bytes) -> None:
+        """Bytes read."""
+
+    def eof_in(self) -> None:
+        """The peer ended its side."""
+
+    def lost_in(self, exc: BaseException) -> None:
+        """The transport broke."""
+
+
+_buffers = threading.local()
+_guardians: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Guardian] = (
+    weakref.WeakKeyDictionary())
+
+
+class _Guardian:
+    """Aborts a loop's pushed streams still open when the loop shuts down.
+
+    A stream that pushes its input needs no task, so nothing of it would be
+    cancelled when ``asyncio.run`` ends (or anyio's run): one task per loop
+    stands in for the tasks it saves, and on cancellation fails each
+    receiver and aborts its transport, so no socket outlives its loop.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.streams: set[AsyncioByteStream] = set()
+        self.task = loop.create_task(self._guard(), name="s2s-guardian")
+
+    async def _guard(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            streams, self.streams = self.streams, set()
+            for stream in streams:
+                stream.abandon()
+
+    @classmethod
+    def watch(cls, loop: asyncio.AbstractEventLoop, stream: AsyncioByteStream) -> None:
+        guardian = _guardians.get(loop)
+        if guardian is None or guardian.task.done():
+            guardian = _guardians[loop] = cls(loop)
+        guardian.streams.add(stream)
+
+    @staticmethod
+    def forget(loop: asyncio.AbstractEventLoop, stream: AsyncioByteStream) -> None:
+        guardian = _guardians.get(loop)
+        if guardian is not None:
+            guardian.streams.discard(stream)
+
+
+def _read_buffer() -> memoryview:
+    """This thread's read buffer (one per event loop thread, reused by every read)."""
+    buffer: memoryview | None = getattr(_buffers, "view", None)
+    if buffer is None:
+        buffer = _buffers.view = memoryview(bytearray(_READ_BUFFER))
+    return buffer
+
+
+class AsyncioByteStream(asyncio.BufferedProtocol):
     """One TCP (or TLS) stream: ``send_all``, ``receive_some``, ``send_eof``, ``aclose``.
 
     ``on_connect`` is called with the stream once connected (a server's accept).
@@ -52,6 +123,7 @@ class AsyncioByteStream(asyncio.Protocol):
         self._read_waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._lost_waiter: asyncio.Future[None] | None = None
+        self._receiver: Receiver | None = None
 
     # -- asyncio.Protocol callbacks --
 
@@ -63,7 +135,17 @@ class AsyncioByteStream(asyncio.Protocol):
         if self._on_connect is not None:
             self._on_connect(self)
 
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _read_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(_read_buffer()[:nbytes]))
+
     def data_received(self, data: bytes) -> None:
+        receiver = self._receiver
+        if receiver is not None:
+            receiver.data_in(data)
+            return
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered > _HIGH_WATER and not self._reading_paused:
@@ -75,12 +157,21 @@ class AsyncioByteStream(asyncio.Protocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._wake_reader()
+        if self._receiver is not None:
+            self._receiver.eof_in()
         return False  # let the transport close: a WebSocket has nothing to say after EOF
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self._error = exc
         self._wake_reader()
+        receiver = self._receiver
+        if receiver is not None:
+            _Guardian.forget(self._loop, self)
+            if exc is not None:
+                receiver.lost_in(self._broken("the connection was lost"))
+            elif not self._eof:
+                receiver.eof_in()
         self._writing_paused = False
         self._wake_writer()
         waiter = self._lost_waiter
@@ -96,12 +187,67 @@ class AsyncioByteStream(asyncio.Protocol):
 
     # -- the stream --
 
-    async def send_all(self, data: bytes) -> None:
-        """Write ``data``; waits only while the transport's buffer is over its limit."""
+    def set_receiver(self, receiver: Receiver) -> None:
+        """From now on, hand every input to ``receiver`` in the loop's callbacks.
+
+        What was buffered (and an end already seen) is handed over first.
+        Reading then pauses only when ``pause_reading`` says so.
+        """
+        self._receiver = receiver
+        if not self._lost:
+            _Guardian.watch(self._loop, self)
+        chunks, self._chunks = self._chunks, deque()
+        self._buffered = 0
+        if self._reading_paused:
+            self.resume_reading()
+        for data in chunks:
+            receiver.data_in(data)
+        if self._lost and self._error is not None:
+            receiver.lost_in(self._broken("the connection was lost"))
+        elif self._eof or self._lost:
+            receiver.eof_in()
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (the receiver is full)."""
+        transport = self._transport
+        if not self._reading_paused and transport is not None and not self._lost:
+            self._reading_paused = True
+            transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read again after ``pause_reading``."""
+        transport = self._transport
+        if self._reading_paused and transport is not None and not self._lost:
+            self._reading_paused = False
+            transport.resume_reading()
+
+    @property
+    def writing_paused(self) -> bool:
+        """The transport's buffer is over its limit: ``drain`` before writing more."""
+        return self._writing_paused
+
+    @property
+    def buffered(self) -> bool:
+        """Received bytes wait unread (``receive_some`` would not wait)."""
+        return bool(self._chunks)
+
+    def write_nowait(self, data: bytes) -> None:
+        """Hand ``data`` to the transport now (it buffers what the socket does not take).
+
+        Raises:
+            anyio.BrokenResourceError: The connection is closed.
+        """
         transport = self._transport
         if self._lost or transport is None or transport.is_closing():
             raise self._broken("the connection is closed")
         transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the transport's buffer is over its limit.
+
+        Raises:
+            anyio.BrokenResourceError: The connection was lost meanwhile.
+        """
         while self._writing_paused:
             waiter = self._drain_waiter = self._loop.create_future()
             try:
@@ -110,6 +256,38 @@ class AsyncioByteStream(asyncio.Protocol):
                 self._drain_waiter = None
             if self._lost:
                 raise self._broken("the connection was lost while sending")
+
+    def abandon(self) -> None:
+        """The loop is ending with the stream open: fail the receiver, drop the socket."""
+        receiver = self._receiver
+        if receiver is not None and not self._lost:
+            receiver.lost_in(anyio.BrokenResourceError("the event loop is closing"))
+        if self._transport is not None and not self._lost:
+            self._transport.abort()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        """``callback()`` at ``when`` on the loop's clock."""
+        return self._loop.call_at(when, callback)
+
+    def close_soon(self, abort_after: float) -> None:
+        """Close without waiting: buffered bytes go out first, for at most ``abort_after`` s."""
+        transport = self._transport
+        if transport is None or self._lost:
+            return
+        if transport.get_write_buffer_size():
+            transport.close()
+            self._loop.call_later(abort_after, transport.abort)
+        else:
+            transport.abort()
+
+    async def send_all(self, data: bytes) -> None:
+        """Write ``data``; waits only while the transport's buffer is over its limit."""
+        transport = self._transport
+        if self._lost or transport is None or transport.is_closing():
+            raise self._broken("the connection is closed")
+        transport.write(data)
+        if self._writing_paused:
+            await self.drain()
 
     async def receive_some(self, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` received bytes; b"" at the end of the stream."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
+from functools import partial
 from typing import Any, ClassVar
 
 import anyio
@@ -69,14 +71,31 @@ class AnyioBackend:
         except RuntimeError:
             return anyio.current_time()
 
+    def clock(self) -> Callable[[], float]:
+        # Bound once: get_running_loop() costs a getpid() system call per call.
+        try:
+            return asyncio.get_running_loop().time
+        except RuntimeError:
+            import trio  # anyio's other backend
+
+            return trio.current_time
+
     async def sleep_until(self, deadline: float) -> None:
         await anyio.sleep_until(deadline)
 
     async def checkpoint(self) -> None:
         await anyio.lowlevel.checkpoint()
 
-    def event(self) -> anyio.Event:
-        return anyio.Event()
+    def event(self) -> Any:
+        return self.event_type()()
+
+    def event_type(self) -> Callable[[], Any]:
+        # anyio.Event() looks up the running library (sniffio) at every creation,
+        # and a connection makes one per wait for events.
+        try:
+            return partial(LoopEvent, asyncio.get_running_loop())
+        except RuntimeError:
+            return anyio.Event
 
     def task_group(self) -> AbstractAsyncContextManager[Any]:
         return anyio.create_task_group()
@@ -102,14 +121,58 @@ class AnyioBackend:
         return anyio.get_cancelled_exc_class()
 
 
+class LoopEvent:
+    """A one-shot flag on asyncio futures: ``set``, ``is_set``, ``wait``.
+
+    Each waiter awaits a future of its own, so one cancelled waiter (anyio
+    cancels by cancelling the awaited future) leaves the others waiting.
+    Unlike anyio's, ``wait`` on a set flag returns without a schedule point.
+    """
+
+    __slots__ = ("_flag", "_loop", "_waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._flag = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def set(self) -> None:
+        if self._flag:
+            return
+        self._flag = True
+        waiters, self._waiters = self._waiters, None
+        if waiters:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    async def wait(self) -> None:
+        if self._flag:
+            return
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not self._flag and self._waiters is not None:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+
+
 class AsyncioBackground:
     """A plain asyncio task: no task group ties it to the task that started it."""
 
     _running: ClassVar[set[asyncio.Task[None]]] = set()  # the loop keeps only weak references
 
     def __init__(self, fn: Callable[[], Awaitable[None]], name: str) -> None:
-        self.done = anyio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(fn), name=name)
+        loop = asyncio.get_running_loop()
+        self.done = LoopEvent(loop)
+        self._task = loop.create_task(self._run(fn), name=name)
         self._running.add(self._task)
         self._task.add_done_callback(self._running.discard)
 

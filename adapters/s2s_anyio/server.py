@@ -187,7 +187,9 @@ class _Peer:
         self.stream = stream
         self.config = config
         self.rest = rest
-        now = anyio.current_time()
+        # The running loop's clock, bound once (anyio.current_time looks the library up).
+        self.now: Callable[[], float] = BACKEND.clock()
+        now = self.now()
         self.conn = ServerConnection(now=now)
         # Engines charge the REST ledger; the config (its counters) stays the caller's.
         self.session = ServerSession(self.conn, config, now,
@@ -220,9 +222,9 @@ class _Peer:
             try:
                 data = await self.stream.receive_some(_READ_SIZE)
             except _TRANSPORT_ERRORS as exc:
-                conn.transport_failed(exc, now=anyio.current_time())
+                conn.transport_failed(exc, now=self.now())
                 return
-            now = anyio.current_time()
+            now = self.now()
             if data:
                 conn.receive_data(data, now=now)
             else:
@@ -244,7 +246,7 @@ class _Peer:
             with anyio.CancelScope(deadline=self.timer_deadline):
                 await self.wakeup.wait()
             self.wakeup = anyio.Event()
-            now = anyio.current_time()
+            now = self.now()
             session.handle_timer(now)
             session.handle_events(self.conn.events_received(), now)
             await self.flush()
@@ -262,8 +264,10 @@ class _Peer:
             if data:  # what was queued before an injected drop still goes out
                 await self.stream.send_all(data)
         # Let the other sessions run before this one writes again: its next
-        # output then goes out with whatever else came due meanwhile.
-        await anyio.lowlevel.checkpoint()
+        # output then goes out with whatever else came due meanwhile. A
+        # reader with no input buffered waits for the loop anyway.
+        if getattr(self.stream, "buffered", True):
+            await anyio.lowlevel.checkpoint()
 
     async def _drop(self) -> None:
         """End TCP without a close frame (the injected drop).

@@ -26,7 +26,13 @@ from typing import Any
 from s2s_core.connection import ClientConnection, ConnectionState
 from s2s_core.errors import ConnectionClosedError, S2SError
 from s2s_core.events import Closed
-from s2s_core.options import LAST_WORDS_S, READ_SIZE, THREAD_JOIN_S, ClientOptions
+from s2s_core.options import (
+    LAST_WORDS_S,
+    READ_SIZE,
+    READ_SIZE_MIN,
+    THREAD_JOIN_S,
+    ClientOptions,
+)
 from s2s_core.proxy import proxy_for
 from s2s_core.request_table import RequestHandle, RequestTable
 from s2s_core.setup import Setup
@@ -59,6 +65,7 @@ class Connection:
         self._write_failed = False
         self._transport_closed = False
         self._paused = False
+        self._read_size = READ_SIZE_MIN
         self._reader = threading.Thread(target=self._run, name=f"s2s-reader-{id(self):x}",
                                         daemon=True)
         self.closed = threading.Event()
@@ -228,12 +235,18 @@ class Connection:
     def _read(self) -> None:
         sock = self._sock
         while True:
+            size = self._read_size
             try:
-                data = sock.recv(READ_SIZE)
+                data = sock.recv(size)
             except OSError as exc:
                 with self._lock:
                     self.table.transport_failed(exc, now=time.monotonic())
                 return
+            # Sized to what comes (see READ_SIZE_MIN): recv allocates what is asked.
+            if len(data) >= size:
+                self._read_size = min(size * 2, READ_SIZE)
+            elif len(data) * 4 < size and size > READ_SIZE_MIN:
+                self._read_size = size // 2
             with self._lock:
                 if data:
                     self.table.receive_data(data, now=time.monotonic())

@@ -263,7 +263,9 @@ class Request:
             LocalProtocolError: Another live iterator consumes this request.
         """
         current = self._consumer() if self._consumer is not None else None
-        if current is not None and current is not consumer:
+        if current is consumer:
+            return  # claimed already (every event of an iteration claims)
+        if current is not None:
             raise LocalProtocolError("this request is already being iterated by another consumer")
         self._consumer = weakref.ref(consumer)
 

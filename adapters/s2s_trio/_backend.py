@@ -53,6 +53,9 @@ class TrioBackend:
     def current_time(self) -> float:
         return trio.current_time()
 
+    def clock(self) -> Callable[[], float]:
+        return trio.current_time
+
     async def sleep_until(self, deadline: float) -> None:
         await trio.sleep_until(deadline)
 
@@ -61,6 +64,9 @@ class TrioBackend:
 
     def event(self) -> trio.Event:
         return trio.Event()
+
+    def event_type(self) -> Callable[[], trio.Event]:
+        return trio.Event
 
     def task_group(self) -> AbstractAsyncContextManager[Any]:
         return trio.open_nursery()
