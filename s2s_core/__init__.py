@@ -81,9 +81,11 @@ from .events import (
     ErrorMessage,
     Event,
     Ready,
+    RequestStarted,
     ServerEvent,
     ServerSideEvent,
     SetupReceived,
+    StreamEvent,
     Text,
     UnknownMessage,
 )
@@ -91,6 +93,8 @@ from .formats import FORMAT_NAMES, FRAME_SECONDS, AudioFormat, Codec, Direction,
 from .protocol import ClientProtocol, ProtocolState, RequestInfo, ServerProtocol
 from .results import S2SResult, TextWithTimestamps
 from .setup import DEFAULT_MODEL, TARGET_LANGUAGES, Setup
+from .splitter import InputTooLong, InvalidSplit, PauseSplitter, Segment, SegmentPlan
+from .stitcher import Stitcher
 from .urls import DEFAULT_BASE_URL, REGIONS, S2S_ROUTE, s2s_url
 
 __all__ = [
@@ -122,9 +126,11 @@ __all__ = [
     "ErrorMessage",
     "Event",
     "Ready",
+    "RequestStarted",
     "ServerEvent",
     "ServerSideEvent",
     "SetupReceived",
+    "StreamEvent",
     "Text",
     "UnknownMessage",
     # errors
@@ -135,8 +141,10 @@ __all__ = [
     "HandshakeRejected",
     "IdleTimeout",
     "InternalServerError",
+    "InputTooLong",
     "InvalidAudio",
     "InvalidSetup",
+    "InvalidSplit",
     "KeepaliveTimeout",
     "LocalProtocolError",
     "MessageTooBig",
@@ -150,6 +158,11 @@ __all__ = [
     # results
     "S2SResult",
     "TextWithTimestamps",
+    # long input: split into requests, stitched into one stream
+    "PauseSplitter",
+    "Segment",
+    "SegmentPlan",
+    "Stitcher",
     # audio
     "AudioInput",
     "Resampler",

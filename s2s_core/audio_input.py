@@ -26,7 +26,14 @@ from .audio import read_wav, resample, to_pcm16
 from .errors import InvalidAudio
 from .formats import FRAME_SECONDS, AudioFormat, Codec, Direction, lookup_format
 from .setup import Setup
-from .splitter import InputTooLong, PauseSplitter, Segment, SegmentPlan, check_split
+from .splitter import (
+    InputTooLong,
+    InvalidSplit,
+    PauseSplitter,
+    Segment,
+    SegmentPlan,
+    check_split,
+)
 
 __all__ = ["Chunk", "InputChunker", "check_length", "plan_chunks", "silence", "Pacer"]
 
@@ -89,9 +96,10 @@ class InputChunker:
     and its last no trailing silence; opus gets none.
 
     Splitting (``max_request_s`` not None): pcm, G.711 and wav inputs are cut
-    at pauses into requests of at most ``max_request_s`` (see
-    ``s2s_core.splitter``); each request gets the padding (a wav request
-    after the first gets the input's header, with "unknown length" sizes).
+    at pauses into requests of at most ``max_request_s`` of audio, their
+    lead-in and trailing silence included (see ``s2s_core.splitter``); each
+    request gets the padding (a wav request after the first gets the input's
+    header, with "unknown length" sizes).
     An opus input longer than ``max_request_s`` raises ``InputTooLong``.
 
     ``live`` (a session the caller feeds, ``s2s_realtime``): each piece goes
@@ -101,7 +109,8 @@ class InputChunker:
 
     Raises:
         InvalidAudio: ``sample_rate`` or a silence length is out of range.
-        InvalidSplit: The splitting options are out of range.
+        InvalidSplit: The splitting options are out of range, or
+            ``max_request_s`` leaves less than 1 s of input per request.
     """
 
     def __init__(self, setup: Setup, *, sample_rate: int | None = None,
@@ -116,6 +125,7 @@ class InputChunker:
         check_split(max_request_s, split_search_s)
         self._array_rate = sample_rate
         self._live = live
+        self._padding_s = lead_in_silence_s + trailing_silence_s
         self.plan = SegmentPlan()
         """The requests the input is cut into (grows as it is fed)."""
         self._max_request_s = max_request_s
@@ -144,9 +154,16 @@ class InputChunker:
             self._ogg = _OggClock()
 
     def _split(self, split_search_s: float) -> tuple[float, float] | None:
-        if self._max_request_s is None:
+        """The splitter's limits: a request's share of the input leaves room for its padding."""
+        limit = self._max_request_s
+        if limit is None:
             return None
-        return (self._max_request_s, split_search_s)
+        share = limit - self._padding_s
+        if share < 1.0:
+            raise InvalidSplit(f"max_request_s={limit:g} leaves {share:g} s of input per request "
+                               f"after {self._padding_s:g} s of lead-in and trailing silence; "
+                               "expected at least 1 s")
+        return (share, min(split_search_s, share))
 
     def feed(self, piece: bytes | bytearray | memoryview | np.ndarray) -> Iterator[Chunk]:
         """Chunks ready to send for this piece of input (cut lazily: no whole copy)."""

@@ -183,10 +183,11 @@ class InputFeeder:
             LocalProtocolError: The caller already reads that request's output
                 (it is not sent again), or it was never started.
         """
-        if segment not in self._replay:
+        if segment in self.plan.delivered:
             raise LocalProtocolError(
-                f"request {segment} cannot be replayed: its output already reached the caller"
-                if segment in self.plan.delivered else f"request {segment} was not started")
+                f"request {segment} cannot be replayed: its output already reached the caller")
+        if segment not in self._replay:
+            raise LocalProtocolError(f"request {segment} was not started by a START step")
         return list(self._replay[segment]), segment in self._closed
 
     def replayable(self, segment: int) -> bool:

@@ -78,9 +78,9 @@ lead-in keeps it). Output timings stay in input time (it is subtracted), and
 its output is cut: 0.32 s is four 80 ms frames, so the cut falls on a frame
 boundary and every output chunk keeps the service's frame size."""
 MAX_REQUEST_S = 290.0
-"""Most input audio in one request: longer input is split at pauses into
-several requests (the service takes at most 300 s per request; what a request
-sends beyond its share, its lead-in and trailing silence, stays under it)."""
+"""Most audio in one request, its lead-in and trailing silence included: a
+longer input is split at pauses into several requests (the service takes at
+most 300 s per request; 10 s of margin)."""
 SPLIT_SEARCH_S = 60.0
 """How far before ``MAX_REQUEST_S`` a request's end is looked for (a pause)."""
 
@@ -134,14 +134,16 @@ class ClientOptions:
             caller cannot notice is retried: ``s2s`` (its result is whole or
             nothing), ``s2s_stream`` and ``s2s_realtime`` until ready, and a
             later request of a split input until its output reaches the caller.
-        max_request_s: Most input audio in one request of ``S2SClient``'s
-            calls; a longer input (file or live) is split at pauses into
+        max_request_s: Most audio in one request of ``S2SClient``'s calls
+            (lead-in and trailing silence included); a longer input (file or
+            live) is split at pauses into
             several requests whose outputs reach you as one stream
             (``s2s_core.splitter``, ``s2s_core.stitcher``). None sends any
             input as one request (the service refuses more than 300 s).
         split_search_s: How far before ``max_request_s`` a pause is looked
-            for; live audio in that window may be held back until a pause
-            (or the limit) decides which request it goes to.
+            for (at most half a request); live audio in that window may be
+            held back until a pause (or the limit) decides which request it
+            goes to.
     """
 
     ssl_context: ssl.SSLContext | None = None

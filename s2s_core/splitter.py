@@ -14,6 +14,9 @@ The rule, for a request starting at sample ``s`` (``limit`` = ``max_request_s``,
 ``window`` = the last ``split_search_s`` before ``s + limit``); levels are
 the RMS of 20 ms frames in dBFS:
 
+The window is at most half a request long (a request is at least half of
+``max_request_s``, unless the input ends first).
+
 1. A *pause*: a run of quiet frames (under ``PAUSE_DBFS``, and at least
    ``PAUSE_BELOW_PEAK_DB`` under the loudest frame of the request so far)
    lasting ``SENTENCE_PAUSE_S``. The first pause in the window is the cut
@@ -78,11 +81,11 @@ class InvalidSplit(S2SError, ValueError):
 
 
 def check_split(max_request_s: float | None, split_search_s: float) -> None:
-    """Validate the splitting options.
+    """Validate the splitting options (the search window is capped at half a request).
 
     Raises:
-        InvalidSplit: ``max_request_s`` is not a positive finite number (or
-            None), or ``split_search_s`` is not in ``[0, max_request_s]``.
+        InvalidSplit: ``max_request_s`` is not a finite number of seconds >= 1
+            (or None), or ``split_search_s`` is not a finite number >= 0.
     """
     if max_request_s is None:
         return
@@ -92,9 +95,9 @@ def check_split(max_request_s: float | None, split_search_s: float) -> None:
                            "(the service takes at most 300 s per request), or None to "
                            "send the input as one request")
     if (isinstance(split_search_s, bool) or not isinstance(split_search_s, (int, float))
-            or not math.isfinite(split_search_s) or not 0 <= split_search_s <= max_request_s):
-        raise InvalidSplit(f"split_search_s={split_search_s!r}: expected seconds in "
-                           f"0..max_request_s ({max_request_s:g})")
+            or not math.isfinite(split_search_s) or split_search_s < 0):
+        raise InvalidSplit(f"split_search_s={split_search_s!r}: expected seconds >= 0 (how far "
+                           "before max_request_s a pause is looked for)")
 
 
 class PauseSplitter:
@@ -115,7 +118,9 @@ class PauseSplitter:
         self.frame = max(1, round(sample_rate * FRAME_S))
         """Samples per analysis frame; every cut is on a frame boundary."""
         self._limit = max(1, int(max_request_s * sample_rate) // self.frame)
-        self._window = min(self._limit, int(split_search_s * sample_rate) // self.frame)
+        # At most half a request: the first pause in the window is taken, so a
+        # window as long as the request would make requests of a few seconds.
+        self._window = min(self._limit // 2, int(split_search_s * sample_rate) // self.frame)
         self._stretch = max(1, round(STRETCH_S / FRAME_S))
         self._half_pause = max(1, round(SENTENCE_PAUSE_S / FRAME_S) // 2)
         self._rest = np.empty(0, dtype=np.int16)

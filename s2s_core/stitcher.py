@@ -122,10 +122,9 @@ class Stitcher:
         segment = self.plan.segments[self.current]
         shift = segment.start_s - segment.lead_in_s
         if segment.start_s or segment.lead_in_s:
-            floor = segment.start_s
-            start = max(floor, text.start_s + shift)
-            text = msgspec.structs.replace(text, start_s=start,
-                                           stop_s=max(start, text.stop_s + shift))
+            start = _in_input(text.start_s, shift, segment.start_s)
+            text = msgspec.structs.replace(
+                text, start_s=start, stop_s=max(start, _in_input(text.stop_s, shift, start)))
         self.texts.append(text_with_timestamps(text))
         return text
 
@@ -140,7 +139,7 @@ class Stitcher:
             # the input's end: the server ended this one early. Nothing follows it.
             self.done = True
             return [*self._flush_ahead(), end]
-        out = self._fill_to(self._joined_start(index + 1))
+        out = self._fill_to(index + 1)
         self.plan.finished = index + 1
         self._start_request()
         return out
@@ -169,9 +168,10 @@ class Stitcher:
             return event
         return msgspec.structs.replace(
             event, audio=data,
-            start_s=None if event.start_s is None else max(segment.start_s,
-                                                           event.start_s + shift),
-            stop_s=None if event.stop_s is None else max(segment.start_s, event.stop_s + shift))
+            start_s=None if event.start_s is None else _in_input(event.start_s, shift,
+                                                                 segment.start_s),
+            stop_s=None if event.stop_s is None else _in_input(event.stop_s, shift,
+                                                               segment.start_s))
 
     def _strip_wav_header(self, data: bytes) -> bytes:
         """The bytes after the current request's wav header (held until it is whole)."""
@@ -260,8 +260,9 @@ class Stitcher:
             self._audio += data
         if untouched:
             return event
-        return msgspec.structs.replace(event, audio=header + data, start_s=start / self._rate,
-                                       stop_s=self._emitted / self._rate)
+        return msgspec.structs.replace(event, audio=header + data,
+                                       start_s=_seconds(start, self._rate),
+                                       stop_s=_seconds(self._emitted, self._rate))
 
     def _put_ahead(self, data: bytes, joined_at: int) -> None:
         """Output past the current request's part, placed at ``joined_at`` to mix later."""
@@ -274,10 +275,12 @@ class Stitcher:
         joined[offset:offset + len(samples)] += samples
         self._ahead = np.clip(joined, -32768, 32767).astype(np.int16)
 
-    def _fill_to(self, position: int) -> list[StreamEvent]:
-        """At a seam: hand out what a short request left before the next one's start."""
-        missing = position - self._emitted
-        if missing <= 0 or self._sample_bytes is None or self._rate is None:
+    def _fill_to(self, index: int) -> list[StreamEvent]:
+        """At a seam: hand out what a short request left before request ``index``'s start."""
+        if self._sample_bytes is None or self._rate is None:
+            return []
+        missing = self._joined_start(index) - self._emitted
+        if missing <= 0:
             return []
         ahead = self._ahead
         part = np.zeros(missing, dtype=np.int16)
@@ -301,8 +304,8 @@ class Stitcher:
         if self.keep_audio:
             self._audio += data
         client_req_id = self.readies[-1].client_req_id if self.readies else None
-        return Audio(audio=data, start_s=start / self._rate, stop_s=self._emitted / self._rate,
-                     client_req_id=client_req_id)
+        return Audio(audio=data, start_s=_seconds(start, self._rate),
+                     stop_s=_seconds(self._emitted, self._rate), client_req_id=client_req_id)
 
     def _mix(self, data: bytes, ahead: npt.NDArray[np.int16]) -> bytes:
         mixed = self._decode(data).astype(np.int32)
@@ -363,3 +366,11 @@ class Stitcher:
                            "partial_result holds the output before it and what came of it")
         return error
 
+
+def _in_input(seconds: float, shift: float, floor: float) -> float:
+    """A request's time in input time (to the microsecond), not before ``floor``."""
+    return max(floor, round(seconds + shift, 6))
+
+
+def _seconds(samples: int, rate: int) -> float:
+    return round(samples / rate, 6)
