@@ -8,8 +8,10 @@ reads only the current request, so nothing of request ``k+1`` comes before
 request ``k``'s end) and gives the caller one stream:
 
 - ``Ready`` of the first request as is; the ``Ready`` of a later one as a
-  ``RequestStarted``; the ``EndOfStream`` of every request but the last is
-  swallowed: one ``EndOfStream`` ends the stream.
+  ``RequestStarted``, just before that request's first output (until then
+  a failed request may be replaced by a retry, whose ``Ready`` counts); the
+  ``EndOfStream`` of every request but the last is swallowed: one
+  ``EndOfStream`` ends the stream.
 - ``Text`` timings in input time: the request's lead-in subtracted, its
   start added, clamped to the request's start.
 - ``Audio`` on the input's timeline (pcm, G.711, wav outputs): the output of
@@ -91,25 +93,44 @@ class Stitcher:
     def take(self, event: ServerEvent) -> list[StreamEvent]:
         """An event of the current request; what the caller gets for it (maybe nothing)."""
         kind = type(event)
-        if kind is Audio:
-            return self._audio_event(event)  # type: ignore[arg-type]
-        if kind is Text:
-            return [self._text_event(event)]  # type: ignore[arg-type]
         if kind is Ready:
-            return [self._ready_event(event)]  # type: ignore[arg-type]
-        if kind is EndOfStream:
-            return self._end_event(event)  # type: ignore[arg-type]
-        return [event]
+            return self._ready_event(event)  # type: ignore[arg-type]
+        out = self._started()
+        if kind is Audio:
+            out += self._audio_event(event)  # type: ignore[arg-type]
+        elif kind is Text:
+            out.append(self._text_event(event))  # type: ignore[arg-type]
+        elif kind is EndOfStream:
+            out += self._end_event(event)  # type: ignore[arg-type]
+        else:
+            out.append(event)
+        return out
 
-    def _ready_event(self, ready: Ready) -> StreamEvent:
-        self.readies.append(ready)
+    def _ready_event(self, ready: Ready) -> list[StreamEvent]:
         index = self.current
-        self.plan.delivered.add(index)
         if index == 0:
+            self.readies.append(ready)
+            self.plan.delivered.add(index)
             self._rate = self._output_rate(ready)
-            return ready
-        return RequestStarted(index=index, input_start_s=self.plan.segments[index].start_s,
-                              ready=ready)
+            return [ready]
+        # A later request's ready goes out with its first output: until then the
+        # request may still be replaced by a retry (a retry's ready replaces it).
+        self._ready = ready
+        return []
+
+    _ready: Ready | None = None
+
+    def _started(self) -> list[StreamEvent]:
+        """The held ``RequestStarted``, when the current request's first output goes out."""
+        ready = self._ready
+        if ready is None:
+            return []
+        self._ready = None
+        index = self.current
+        self.readies.append(ready)
+        self.plan.delivered.add(index)
+        return [RequestStarted(index=index, input_start_s=self.plan.segments[index].start_s,
+                               ready=ready)]
 
     def _output_rate(self, ready: Ready) -> int | None:
         fmt = self._fmt
@@ -358,6 +379,9 @@ class Stitcher:
         if self.error is not None:
             return self.error
         self.error = error
+        if self._ready is not None:  # the failed request's id is worth keeping
+            self.readies.append(self._ready)
+            self._ready = None
         error.partial_result = self.result(complete=False)
         if len(self.plan.segments) > 1:
             segment = self.plan.segments[self.current]
