@@ -481,22 +481,33 @@ class _Framer:
 
     def _seam(self, cut: int) -> Iterator[Chunk]:
         """End the current request at sample ``cut``; start the next one."""
-        yield from self._close(paced=False, trailing=True)
+        yield from self._close(paced=False, trailing=True, next_start=cut)
         self.segment += 1
         self._segment_start = cut
-        self._plan.segments.append(Segment(self.segment, cut / self._rate, self._lead_in_s))
         if self._header is not None:
             yield Chunk(self._header, 0.0, self.segment, paced=False)
         yield from self._silence(self._lead_in_s, paced=False)
 
-    def _close(self, *, paced: bool, trailing: bool) -> Iterator[Chunk]:
+    def _close(self, *, paced: bool, trailing: bool,
+               next_start: int | None = None) -> Iterator[Chunk]:
+        """The current request's last chunk and trailing silence.
+
+        The plan learns where the request ends (and where the next one
+        starts) before its trailing silence is handed out: the output side
+        must know what of the request's output is past its part as soon as
+        the server can say it.
+        """
         pending = self._pending
         if pending:
             yield Chunk(bytes(pending), len(pending) / self._sample_bytes / self._rate,
                         self.segment)
             pending.clear()
-        segment = self._plan.segments[self.segment]
-        segment.duration_s = (self._held_at - self._segment_start) / self._rate
+        plan = self._plan
+        plan.segments[self.segment].duration_s = (
+            (self._held_at - self._segment_start) / self._rate)
+        if next_start is not None:
+            plan.segments.append(Segment(self.segment + 1, next_start / self._rate,
+                                         self._lead_in_s))
         if trailing:
             yield from self._silence(self._trailing_s, paced=paced)
 

@@ -384,10 +384,12 @@ def test_what_a_later_request_was_sent_is_kept_until_it_is_read() -> None:
 
 def serve(data: bytes | npt.NDArray[np.int16], setup: Setup, *, lead: float = 0.32,
           trailing: float = 2.0, limit: float | None = 22.32, fail: int | None = None,
-          keep_audio: bool = True) -> tuple[Stitcher, list[StreamEvent]]:
+          keep_audio: bool = True, eager: bool = False) -> tuple[Stitcher, list[StreamEvent]]:
     """Run an input through requests served by ``LoopbackEngine``s; stitch what they say.
 
     ``fail``: that request ends with a ConnectionClosedError after its ready.
+    ``eager``: the consumer reads every reply of the current request as soon as
+    the engine makes it (the tightest interleaving of the two sides).
     """
     chunker = InputChunker(setup, lead_in_silence_s=lead, trailing_silence_s=trailing,
                            max_request_s=limit)
@@ -429,6 +431,8 @@ def serve(data: bytes | npt.NDArray[np.int16], setup: Setup, *, lead: float = 0.
         elif step.kind is Step.SEND:
             for chunk in step.chunks:
                 replies[step.segment] += events(engines[step.segment].feed(bytes(chunk)))
+                while eager and replies.get(stitcher.current) and not stitcher.done:
+                    consume_one()
         elif step.kind is Step.END_OF_STREAM:
             index = step.segment
             replies[index] += events(engines[index].finish())
@@ -471,6 +475,14 @@ def test_the_joined_output_is_the_input_on_its_timeline() -> None:
     assert len(texts) == len(TALK.bursts)
     for text, burst in zip(texts, TALK.bursts, strict=True):
         assert abs(text.start_s - burst.start_s) <= 0.02 and abs(text.stop_s - burst.stop_s) <= 0.02
+
+
+def test_a_consumer_as_fast_as_the_server_gets_the_same_stream() -> None:
+    """Output of a request's trailing silence read the moment it is made is still cut."""
+    eager, _ = serve(TALK.samples.tobytes(), pcm_setup(), eager=True)
+    late, _ = serve(TALK.samples.tobytes(), pcm_setup())
+    assert eager.result().raw_data == late.result().raw_data
+    assert eager.result().text_with_timestamps == late.result().text_with_timestamps
 
 
 def test_the_lead_in_is_cut_and_subtracted() -> None:
