@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from .errors import S2SError
+from .errors import InvalidAudio, S2SError
 
 __all__ = [
     "FRAME_S",
@@ -285,8 +285,8 @@ class PauseSplitter:
         self._reset_request()
 
 
-class InputTooLong(S2SError, ValueError):
-    """An input that cannot be split is longer than ``max_request_s``.
+class InputTooLong(InvalidAudio):
+    """An input that cannot be split is longer than ``max_request_s`` (an ``InvalidAudio``).
 
     The client does not decode opus, so an opus input cannot be cut at a
     pause (nor anywhere: Ogg pages carry decoder state). Decode it to pcm or

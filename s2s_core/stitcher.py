@@ -172,7 +172,10 @@ class Stitcher:
         if self._head is not None:
             data = self._strip_wav_header(data)
             if not data:
-                return [event] if self.current == 0 and self._wav_header_sent_now() else []
+                if not self._pending_header:
+                    return []  # a later request's header, or part of one
+                self._pending_header = False
+                return [msgspec.structs.replace(event, audio=self._wav_header or b"")]
         if self._rate is None or self._sample_bytes is None:
             return [self._opaque(event, data)]
         return self._place(event, data)
@@ -216,11 +219,7 @@ class Stitcher:
         return bytes(head[layout.data_offset:])
 
     _pending_header = False
-
-    def _wav_header_sent_now(self) -> bool:
-        """The first request's header is in this event: it goes out (once)."""
-        sent, self._pending_header = self._pending_header, False
-        return sent
+    """The first request's wav header is whole and goes out with the next audio."""
 
     def _place(self, event: Audio, data: bytes) -> list[StreamEvent]:
         """Cut the lead-in's output, hand out this request's part, keep what is past it."""

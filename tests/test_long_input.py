@@ -33,7 +33,7 @@ from long_audio import (
 
 from harness import MODES, AsyncHarness, harness_for
 from s2s_anyio import run_server
-from s2s_core import RequestStarted, Segment
+from s2s_core import InputTooLong, RequestStarted, Segment
 from s2s_core.errors import ConnectionClosedError, PolicyViolation, S2SError, ServerError
 from s2s_core.events import Audio, EndOfStream, Ready, Text
 from s2s_core.loopback import EngineError, LoopbackEngine
@@ -338,3 +338,27 @@ def test_a_live_session_retries_a_later_request_alone(fault: str, mode: str) -> 
     assert len(output) == len(SHORTER.samples) * 2
     assert_same_bursts(find_bursts(output, OUT_RATE), SHORTER.bursts)
     assert factory.count[0] == len(started) + 2  # the first, the later ones, one retry
+
+
+def _ogg_page(granule: int, body: bytes) -> bytes:
+    import struct
+
+    segments = [255] * (len(body) // 255) + [len(body) % 255]
+    return (b"OggS\x00\x00" + struct.pack("<q", granule) + bytes(12)
+            + bytes([len(segments)]) + bytes(segments) + body)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_long_opus_input_is_refused_before_anything_is_sent(mode: str) -> None:
+    """Opus cannot be split: a whole opus input over the limit never reaches the server."""
+    from s2s_anyio import make_config
+
+    opus = Setup(voice_id="v", input_format="opus", output_format="pcm")
+    pages = [_ogg_page(0, b"OpusHead" + bytes(11))] + [
+        _ogg_page(48000 * 10 * (i + 1), bytes(200)) for i in range(4)]
+    config = make_config()
+    with (run_server(config=config) as server,
+          pytest.raises(InputTooLong, match="opus input longer than max_request_s")):
+        harness_for(mode).s2s(server, opus, b"".join(pages), pace=None,
+                              options=ClientOptions(max_request_s=30.0))
+    assert config.connections == 0

@@ -279,6 +279,21 @@ def test_an_opus_input_longer_than_the_limit_is_refused_before_sending() -> None
                  b"\x00" * 100)
 
 
+def test_a_streamed_opus_input_is_refused_at_the_page_past_the_limit() -> None:
+    pages = [ogg_page(0, b"OpusHead" + bytes(11))] + [
+        ogg_page(48000 * 10 * (i + 1), bytes(100)) for i in range(4)]
+    feeder = InputFeeder(InputChunker(Setup(voice_id="v", input_format="opus"),
+                                      max_request_s=30.0), pace=None, now=0.0)
+    sent = 0
+    with pytest.raises(InputTooLong):
+        for page in pages:
+            assert feeder.next_step(0.0).kind is Step.NEED_INPUT
+            feeder.feed(page)
+            while feeder.next_step(0.0).kind is Step.SEND:
+                sent += 1
+    assert sent == 4  # the header and the first 30 s went out; the page past it did not
+
+
 def test_a_live_input_keeps_its_pieces_and_its_ends() -> None:
     pieces = [SPEECH.samples[i:i + 1000].tobytes() for i in range(0, len(SPEECH.samples), 1000)]
     chunker = InputChunker(pcm_setup(), lead_in_silence_s=0.32, trailing_silence_s=2.0,
@@ -594,3 +609,19 @@ def test_ulaw_decode_roundtrip_is_exact_for_the_test_input() -> None:
     """The G.711 tests above compare bytes: the codec is its own inverse on its output."""
     data = ulaw_encode(SPEECH.samples)
     assert ulaw_encode(ulaw_decode(data)) == data
+
+
+def test_a_wav_header_split_across_messages_goes_out_whole_once() -> None:
+    plan = SegmentPlan([Segment(0, 0.0, 0.0, 1.0), Segment(1, 1.0, 0.0, 1.0)], input_done=True)
+    stitcher = Stitcher(plan, "wav", keep_audio=True)
+    header = wav_header(8000)
+    out: list[StreamEvent] = []
+    for index in range(2):
+        out += stitcher.take(Ready(request_id=f"r{index}", sample_rate=8000))
+        out += stitcher.take(Audio(audio=header[:10]))
+        out += stitcher.take(Audio(audio=header[10:]))
+        out += stitcher.take(Audio(audio=bytes(16000)))
+        out += stitcher.take(EndOfStream())
+    sent = b"".join(e.audio for e in out if isinstance(e, Audio))
+    assert sent == header + bytes(32000)
+    assert read_wav(stitcher.result().raw_data).samples.shape == (16000,)
