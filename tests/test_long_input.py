@@ -362,3 +362,16 @@ def test_a_long_opus_input_is_refused_before_anything_is_sent(mode: str) -> None
         harness_for(mode).s2s(server, opus, b"".join(pages), pace=None,
                               options=ClientOptions(max_request_s=30.0))
     assert config.connections == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_paced_input_rolls_over_too(mode: str, url: str) -> None:
+    """Paced (10x real time here): the seams' padding goes at once, the input keeps its pace."""
+    talk = speech_like(20.0, RATE, seed=19)
+    result = harness_for(mode).s2s(url, SETUP, talk.samples, pace=10.0,
+                                   options=ClientOptions(max_request_s=10.0))
+    assert result.complete and len(result.request_ids) >= 3
+    output = result.pcm16()
+    assert len(output) == round((talk.duration_s + 2.0) * OUT_RATE)
+    assert_same_bursts(find_bursts(output, OUT_RATE), talk.bursts)
+    check_texts(result.text_with_timestamps, talk)
