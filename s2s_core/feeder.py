@@ -190,6 +190,11 @@ class InputFeeder:
             raise LocalProtocolError(f"request {segment} was not started by a START step")
         return list(self._replay[segment]), segment in self._closed
 
+    @property
+    def finished(self) -> bool:
+        """``finish`` was called: the source is over."""
+        return self._finished
+
     def replayable(self, segment: int) -> bool:
         """Whether request ``segment`` may be sent again (its output has not reached the caller)."""
         return segment in self._replay and segment not in self.plan.delivered

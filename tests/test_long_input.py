@@ -375,3 +375,34 @@ def test_a_paced_input_rolls_over_too(mode: str, url: str) -> None:
     assert len(output) == round((talk.duration_s + 2.0) * OUT_RATE)
     assert_same_bursts(find_bursts(output, OUT_RATE), talk.bursts)
     check_texts(result.text_with_timestamps, talk)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_live_session_refuses_audio_after_its_end(mode: str, url: str) -> None:
+    from s2s_core.errors import InvalidAudio, LocalProtocolError
+
+    harness = harness_for(mode)
+    base = url.replace("ws://", "http://").replace("speech/s2s", "")
+    client = harness.module.S2SClient("k", base_url=base)  # type: ignore[attr-defined]
+    piece = np.zeros(1920, dtype=np.int16).tobytes()
+    if isinstance(harness, AsyncHarness):
+        async def go() -> None:
+            async with client.s2s_realtime(**SETUP.to_wire_kwargs()) as session:
+                with pytest.raises(InvalidAudio, match="odd"):
+                    await session.send_audio(b"\x00" * 3)
+                await session.send_audio(piece)
+                await session.send_end_of_stream()
+                with pytest.raises(LocalProtocolError, match="send_end_of_stream"):
+                    await session.send_audio(piece)
+                assert (await session.result()).complete
+
+        harness.run(go)
+        return
+    with client.s2s_realtime(**SETUP.to_wire_kwargs()) as session:
+        with pytest.raises(InvalidAudio, match="odd"):
+            session.send_audio(b"\x00" * 3)
+        session.send_audio(piece)
+        session.send_end_of_stream()
+        with pytest.raises(LocalProtocolError, match="send_end_of_stream"):
+            session.send_audio(piece)
+        assert session.result().complete

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from s2s_core.audio_input import InputChunker
 from s2s_core.client_base import SessionBase, SetupLike
-from s2s_core.errors import S2SError
+from s2s_core.errors import LocalProtocolError, S2SError
 from s2s_core.events import Ready, ServerEvent, StreamEvent
 from s2s_core.feeder import InputFeeder, Step
 from s2s_core.options import LEAD_IN_SILENCE_S, TRAILING_SILENCE_S, ClientOptions
@@ -108,16 +108,23 @@ class SplitSession(Session):
             S2SError: The request it goes to failed (and is not retried).
         """
         with self._sending:
+            self._check_open("send_audio")
             self.chain.feeder.feed(audio)
             self._run()
 
     def send_end_of_stream(self) -> None:
         """Tell the server no more audio follows (the held audio goes out first)."""
         with self._sending:
+            self._check_open("send_end_of_stream")
             self.chain.feeder.finish()
             self._run()
 
     send_eos = send_end_of_stream
+
+    def _check_open(self, what: str) -> None:
+        if self.chain.feeder.finished:
+            raise LocalProtocolError(f"cannot {what}: the session's audio already ended "
+                                     "(send_end_of_stream was called)")
 
     def _run(self) -> None:
         """Do what the feeder says until it wants more input (or is done)."""
