@@ -85,9 +85,11 @@ from .events import (
     ErrorMessage,
     Event,
     Ready,
+    RequestStarted,
     ServerEvent,
     ServerSideEvent,
     SetupReceived,
+    StreamEvent,
     Text,
     UnknownMessage,
 )
@@ -121,6 +123,8 @@ from .retry import (
     classify,
 )
 from .setup import DEFAULT_MODEL, JSON_CONFIG_KEYS, TARGET_LANGUAGES, Setup
+from .splitter import InputTooLong, InvalidSplit, PauseSplitter, Segment, SegmentPlan
+from .stitcher import Stitcher
 from .urls import DEFAULT_BASE_URL, REGIONS, S2S_ROUTE, s2s_url
 from .voices import FLAGSHIP_VOICES
 
@@ -153,9 +157,11 @@ __all__ = [
     "ErrorMessage",
     "Event",
     "Ready",
+    "RequestStarted",
     "ServerEvent",
     "ServerSideEvent",
     "SetupReceived",
+    "StreamEvent",
     "Text",
     "UnknownMessage",
     # errors
@@ -166,8 +172,10 @@ __all__ = [
     "HandshakeRejected",
     "IdleTimeout",
     "InternalServerError",
+    "InputTooLong",
     "InvalidAudio",
     "InvalidSetup",
+    "InvalidSplit",
     "KeepaliveTimeout",
     "LocalProtocolError",
     "MessageTooBig",
@@ -182,6 +190,11 @@ __all__ = [
     "Metrics",
     "S2SResult",
     "TextWithTimestamps",
+    # long input: split into requests, stitched into one stream
+    "PauseSplitter",
+    "Segment",
+    "SegmentPlan",
+    "Stitcher",
     # audio
     "AudioInput",
     "Resampler",

@@ -73,6 +73,8 @@ class Resampler:
         self.from_rate = from_rate
         self.to_rate = to_rate
         self._stream = None if from_rate == to_rate else self._new_stream()
+        self._taken = 0  # input samples since the last flush
+        self._given = 0  # output samples since the last flush
 
     def _new_stream(self) -> Any:  # soxr.ResampleStream (soxr ships no type marker)
         return soxr.ResampleStream(self.from_rate, self.to_rate, 1, dtype="float32",
@@ -90,6 +92,8 @@ class Resampler:
         if len(chunk) == 0:
             return np.empty(0, dtype=np.int16)
         out: npt.NDArray[np.float32] = self._stream.resample_chunk(_as_float32(chunk))
+        self._taken += len(chunk)
+        self._given += len(out)
         return float_to_int16(out)
 
     def flush(self) -> npt.NDArray[np.int16]:
@@ -99,6 +103,14 @@ class Resampler:
             return np.empty(0, dtype=np.int16)
         tail: npt.NDArray[np.float32] = stream.resample_chunk(np.empty(0, dtype=_F32), last=True)
         self._stream = self._new_stream()  # a fresh state (``clear`` is not in every soxr)
+        # libsoxr rounds an exact half sample its own way: hold the count to the rule.
+        want = (2 * self._taken * self.to_rate + self.from_rate) // (2 * self.from_rate)
+        missing = want - self._given - len(tail)
+        if missing > 0:
+            tail = np.concatenate((tail, np.zeros(missing, dtype=_F32)))
+        elif missing < 0:
+            tail = tail[:max(len(tail) + missing, 0)]
+        self._taken = self._given = 0
         return float_to_int16(tail)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Generic, Protocol, TypeVar
 
+from .audio_input import InputChunker, check_length
 from .errors import MissingCredentials
 from .events import Ready
 from .metrics import Metrics
@@ -17,7 +18,7 @@ from .results import TextWithTimestamps
 from .setup import Setup
 from .urls import DEFAULT_BASE_URL, s2s_url
 
-__all__ = ["ClientBase", "StreamInfo", "SessionBase", "SetupLike"]
+__all__ = ["ClientBase", "StreamInfo", "SessionBase", "SetupLike", "plan_input"]
 
 SetupLike = Setup | Mapping[str, Any]
 """A ``Setup`` or the official SDK's setup dict."""
@@ -143,3 +144,33 @@ class SessionBase(Generic[ConnT, RequestT]):
     def metrics(self) -> Metrics:
         """Latency and throughput so far (live; final once the request ended)."""
         return self.request.metrics
+
+
+def plan_input(setup: SetupLike, audio: object, options: ClientOptions, *,
+               sample_rate: int | None, trailing_silence_s: float, lead_in_silence_s: float,
+               downmix: bool) -> tuple[Setup, Callable[[], InputChunker]]:
+    """The setup and a chunker factory for one input of ``s2s``/``s2s_stream``.
+
+    Every argument, and an input given whole, is checked here, before
+    anything is sent. The factory makes one chunker per attempt (a fresh
+    resampler and split plan each time).
+
+    Raises:
+        InvalidSetup: The setup is invalid.
+        InvalidAudio: ``sample_rate``, a silence length or a whole array is
+            refused.
+        InputTooLong: A whole opus input is longer than ``max_request_s``.
+    """
+    checked = setup if isinstance(setup, Setup) else Setup.from_mapping(setup)
+
+    def chunker() -> InputChunker:
+        return InputChunker(checked, sample_rate=sample_rate,
+                            trailing_silence_s=trailing_silence_s,
+                            lead_in_silence_s=lead_in_silence_s,
+                            max_request_s=options.max_request_s,
+                            split_search_s=options.split_search_s, downmix=downmix)
+
+    first = chunker()
+    first.check(audio)
+    check_length(first, audio)
+    return checked, chunker

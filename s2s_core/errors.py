@@ -44,11 +44,15 @@ class S2SError(Exception):
             (an HTTP ``Retry-After``), when it said; else None.
         attempts: When a retry policy ran, every attempt it made (this
             error ended the last one): ``s2s_core.retry.Attempt`` records.
+        segment: When an input split into several requests failed, the
+            ``s2s_core.splitter.Segment`` whose request failed (its part of
+            the input, in seconds); else None.
     """
 
     partial_result: Any = None
     retry_after: float | None = None
     attempts: tuple[Any, ...] = ()
+    segment: Any = None
 
     @property
     def retryable(self) -> bool:

@@ -26,8 +26,10 @@ __all__ = [
     "EndOfStream",
     "ErrorMessage",
     "UnknownMessage",
+    "RequestStarted",
     "Closed",
     "ServerEvent",
+    "StreamEvent",
     "Event",
     "SetupReceived",
     "AudioReceived",
@@ -105,6 +107,40 @@ class UnknownMessage(msgspec.Struct, frozen=True, kw_only=True):
     raw: bytes
 
 
+class RequestStarted(msgspec.Struct, frozen=True, kw_only=True):
+    """The next request of a split input took over; it stands in for that request's ``Ready``.
+
+    An input longer than the service's per-request limit is sent as several
+    requests (``ClientOptions.max_request_s``); their events reach you as one
+    stream. The first request's ``Ready`` comes as usual; each later one
+    comes as this event, right after the previous request's last event, so a
+    loop written for one request (``Ready``, then ``Text``/``Audio``, then one
+    ``EndOfStream``) goes on working: it sees events of a type it does not
+    handle, like ``UnknownMessage``.
+
+    Attributes:
+        index: The request's number in the input (1 for the second).
+        input_start_s: Where its audio starts in the input, seconds (its
+            ``Text`` and ``Audio`` timings are already shifted by it).
+        ready: The request's own ``Ready``.
+    """
+
+    type: ClassVar[str] = "request_started"
+    index: int
+    input_start_s: float
+    ready: Ready
+
+    @property
+    def request_id(self) -> str:
+        """The server's id of the request."""
+        return self.ready.request_id
+
+    @property
+    def client_req_id(self) -> str | None:
+        """The request's multiplexing id, when it has one."""
+        return self.ready.client_req_id
+
+
 class Closed(msgspec.Struct, frozen=True, kw_only=True):
     """The connection is closed; the last event it will produce.
 
@@ -145,6 +181,9 @@ class EndOfStreamReceived(msgspec.Struct, frozen=True, kw_only=True):
 
 
 ServerEvent = Ready | Text | Audio | EndOfStream | ErrorMessage | UnknownMessage
+StreamEvent = Ready | Text | Audio | EndOfStream | ErrorMessage | UnknownMessage | RequestStarted
+"""What a client's stream yields: the server's events, and ``RequestStarted`` at each
+later request of a split input."""
 Event = Ready | Text | Audio | EndOfStream | ErrorMessage | UnknownMessage | Closed
 ClientEvent = SetupReceived | AudioReceived | EndOfStreamReceived
 ServerSideEvent = SetupReceived | AudioReceived | EndOfStreamReceived | Closed

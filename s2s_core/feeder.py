@@ -1,4 +1,4 @@
-"""One request's input, cut into chunks and paced: what to send at ``now`` (sans-IO).
+"""One input's chunks, paced, request by request: what to send at ``now`` (sans-IO).
 
 The adapters pull pieces from the user's source (bytes, arrays, iterables,
 async iterables: pulling is theirs, since it may wait) and ask the feeder
@@ -7,10 +7,18 @@ what to do next. The feeder never reads a clock and never sleeps::
     feeder = InputFeeder(InputChunker(setup), pace=1.0, now=now)
     while True:
         step = feeder.next_step(now)
-        if step.kind is Step.SEND: send step.chunks, then write
+        if step.kind is Step.SEND: send step.chunks to request step.segment, then write
         elif step.kind is Step.NEED_INPUT: feeder.feed(piece) or feeder.finish()
         elif step.kind is Step.WAIT: sleep until step.until
-        else: send end_of_stream; stop            # Step.END_OF_STREAM
+        elif step.kind is Step.START: start request step.segment (connect, setup);
+            send its audio once its ready came
+        elif step.kind is Step.WAIT_FOR_OUTPUT: wait until the caller has read
+            request step.segment to its end (``plan.finished`` > it)
+        elif step.kind is Step.END_OF_STREAM: send end_of_stream to request step.segment
+        else: stop                                           # Step.DONE
+
+An input that is not split (the chunker's ``max_request_s`` is None, or the
+input is short) is request 0 only: no START step ever comes.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import numpy as np
 from .audio_input import Chunk, InputChunker, Pacer
 from .errors import LocalProtocolError
 from .options import WRITE_BATCH_BYTES
+from .splitter import SegmentPlan
 
 __all__ = ["InputFeeder", "Step", "FeedStep", "replayable"]
 
@@ -46,18 +55,24 @@ def replayable(audio: object) -> bool:
 
 
 class Step(enum.Enum):
-    """What the adapter should do next for a request's input."""
+    """What the adapter should do next for an input."""
 
     SEND = "send"
-    """Send ``chunks`` now (one write)."""
+    """Send ``chunks`` to request ``segment`` now (one write)."""
     NEED_INPUT = "need_input"
     """Pull the next piece from the source (``feed``), or ``finish`` at its end."""
     WAIT = "wait"
     """Nothing is due before ``until``."""
+    START = "start"
+    """Start request ``segment`` now (a split input's next request: connect and
+    send its setup); its audio follows once its ready came."""
+    WAIT_FOR_OUTPUT = "wait_for_output"
+    """The next request may start only once the caller has read request
+    ``segment`` to its end (at most two requests of one input are live)."""
     END_OF_STREAM = "end_of_stream"
-    """Everything was sent: send end_of_stream (once)."""
+    """Request ``segment``'s input was all sent: send its end_of_stream (once)."""
     DONE = "done"
-    """end_of_stream was taken: nothing more."""
+    """The last end_of_stream was taken: nothing more."""
 
 
 @dataclass(slots=True)
@@ -67,10 +82,18 @@ class FeedStep:
     kind: Step
     chunks: list[bytes | memoryview] = field(default_factory=list)
     until: float | None = None
+    segment: int = 0
 
 
 class InputFeeder:
-    """Decides which of a request's input chunks are due, and when the next is.
+    """Decides which of an input's chunks are due, for which request, and when the next is.
+
+    Seam padding (``Chunk.paced`` False: a request's trailing silence and the
+    next one's lead-in) is sent at once and does not move the schedule, so
+    the input keeps flowing at its pace across requests.
+
+    What is sent to a request the caller has not started to read yet is kept
+    (``replay``) so a failed request can be sent again to a new one.
 
     Args:
         chunker: Cuts the pieces the adapter feeds into wire chunks.
@@ -91,11 +114,20 @@ class InputFeeder:
         self._next: Chunk | None = None
         self._finished = False
         self._ended = False
+        self._segment = 0
+        self._started = 0  # the last request started
+        self._replay: dict[int, list[bytes]] = {}
+        self._closed: set[int] = set()  # requests whose end_of_stream was given
 
     @property
     def sent_s(self) -> float:
         """Seconds of input audio handed out so far."""
         return self._pacer.sent_s
+
+    @property
+    def plan(self) -> SegmentPlan:
+        """The requests the input is cut into (shared with the output side)."""
+        return self._chunker.plan
 
     def feed(self, piece: bytes | bytearray | memoryview | np.ndarray) -> None:
         """Take the next piece of input (only when ``NEED_INPUT`` was asked).
@@ -126,28 +158,100 @@ class InputFeeder:
         """
         if self._ended:
             return FeedStep(Step.DONE)
+        chunk = self._peek()
+        segment = self._segment
+        if chunk is not None and chunk.segment != segment:
+            if segment not in self._closed:
+                return self._end(segment)
+            if self._started < chunk.segment:
+                return self._start(chunk.segment)
+            self._segment = segment = chunk.segment
+        if chunk is not None:
+            return self._send(now, segment)
+        if not self._finished:
+            return FeedStep(Step.NEED_INPUT)
+        self._ended = True
+        return self._end(segment)
+
+    def replay(self, segment: int) -> tuple[list[bytes], bool]:
+        """What was sent to request ``segment`` so far, and whether its end_of_stream was.
+
+        For a failed request that the caller has not started to read: send
+        these to a new request, then go on with ``next_step``.
+
+        Raises:
+            LocalProtocolError: The caller already reads that request's output
+                (it is not sent again), or it was never started.
+        """
+        if segment in self.plan.delivered:
+            raise LocalProtocolError(
+                f"request {segment} cannot be replayed: its output already reached the caller")
+        if segment not in self._replay:
+            raise LocalProtocolError(f"request {segment} was not started by a START step")
+        return list(self._replay[segment]), segment in self._closed
+
+    @property
+    def finished(self) -> bool:
+        """``finish`` was called: the source is over."""
+        return self._finished
+
+    def replayable(self, segment: int) -> bool:
+        """Whether request ``segment`` may be sent again (its output has not reached the caller)."""
+        return segment in self._replay and segment not in self.plan.delivered
+
+    def replay_from(self, segment: int, start: int) -> list[bytes]:
+        """The chunks sent to request ``segment`` from the ``start``-th on (see ``replay``)."""
+        return self._replay[segment][start:]
+
+    @property
+    def segment(self) -> int:
+        """The request the input goes to now (the last one started)."""
+        return max(self._segment, self._started)
+
+    # -- steps --
+
+    def _send(self, now: float, segment: int) -> FeedStep:
         pacer = self._pacer
+        self._forget_read()
+        keep = segment in self._replay
         chunks: list[bytes | memoryview] = []
         size = 0
         while size < self._batch_bytes:
             chunk = self._peek()
-            if chunk is None:
+            if chunk is None or chunk.segment != segment:
                 break
-            due = pacer.due()
-            if due is not None and due > now:
-                if chunks:
-                    break
-                return FeedStep(Step.WAIT, until=due)
+            if chunk.paced:
+                due = pacer.due()
+                if due is not None and due > now:
+                    if chunks:
+                        break
+                    return FeedStep(Step.WAIT, until=due, segment=segment)
+                pacer.sent(chunk)
             chunks.append(chunk.data)
-            pacer.sent(chunk)
+            if keep:
+                self._replay[segment].append(bytes(chunk.data))
             size += len(chunk.data)
             self._next = None
-        if chunks:
-            return FeedStep(Step.SEND, chunks)
-        if not self._finished:
-            return FeedStep(Step.NEED_INPUT)
-        self._ended = True
-        return FeedStep(Step.END_OF_STREAM)
+        return FeedStep(Step.SEND, chunks, segment=segment)
+
+    def _start(self, segment: int) -> FeedStep:
+        if self.plan.finished < segment - 1:
+            return FeedStep(Step.WAIT_FOR_OUTPUT, segment=segment - 2)
+        self._started = segment
+        self._replay[segment] = []
+        self._forget_read()
+        return FeedStep(Step.START, segment=segment)
+
+    def _end(self, segment: int) -> FeedStep:
+        self._closed.add(segment)
+        self._forget_read()
+        return FeedStep(Step.END_OF_STREAM, segment=segment)
+
+    def _forget_read(self) -> None:
+        """Drop the replay copies of requests whose output reached the caller (never replayed)."""
+        delivered = self.plan.delivered
+        for segment in [s for s in self._replay if s in delivered]:
+            del self._replay[segment]
 
     def _peek(self) -> Chunk | None:
         if self._next is None:

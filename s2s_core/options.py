@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, TypedDict
 
 from .retry import RetryPolicy
+from .splitter import check_split
 
 __all__ = [
     "ClientOptions",
@@ -32,6 +33,9 @@ __all__ = [
     "LAST_WORDS_S",
     "THREAD_JOIN_S",
     "TRAILING_SILENCE_S",
+    "LEAD_IN_SILENCE_S",
+    "MAX_REQUEST_S",
+    "SPLIT_SEARCH_S",
 ]
 
 CONNECT_TIMEOUT_S = 10.0
@@ -72,6 +76,18 @@ THREAD_JOIN_S = 5.0
 TRAILING_SILENCE_S = 2.0
 """Silence appended to raw input before end_of_stream (vendor field notes:
 the recognizer needs it to finish the last words)."""
+LEAD_IN_SILENCE_S = 0.32
+"""Silence sent before raw input (field notes, PROTOCOL.md section 9: a word in
+the first ~200 ms of a stream can be dropped by the recognizer; 250-300 ms of
+lead-in keeps it). Output timings stay in input time (it is subtracted), and
+its output is cut: 0.32 s is four 80 ms frames, so the cut falls on a frame
+boundary and every output chunk keeps the service's frame size."""
+MAX_REQUEST_S = 290.0
+"""Most audio in one request, its lead-in and trailing silence included: a
+longer input is split at pauses into several requests (the service takes at
+most 300 s per request; 10 s of margin)."""
+SPLIT_SEARCH_S = 60.0
+"""How far before ``MAX_REQUEST_S`` a request's end is looked for (a pause)."""
 
 
 class OptionKwargs(TypedDict, total=False):
@@ -91,6 +107,8 @@ class OptionKwargs(TypedDict, total=False):
     trust_env: bool
     retry: RetryPolicy | None
     server_hostname: str | None
+    max_request_s: float | None
+    split_search_s: float
 
 
 @dataclass(frozen=True)
@@ -119,7 +137,18 @@ class ClientOptions:
         retry: How ``S2SClient`` calls retry transient failures
             (``s2s_core.retry``); None turns retries off. Only what the
             caller cannot notice is retried: ``s2s`` (its result is whole or
-            nothing), ``s2s_stream`` and ``s2s_realtime`` until ready.
+            nothing), ``s2s_stream`` and ``s2s_realtime`` until ready, and a
+            later request of a split input until its output reaches the caller.
+        max_request_s: Most audio in one request of ``S2SClient``'s calls
+            (lead-in and trailing silence included); a longer input (file or
+            live) is split at pauses into
+            several requests whose outputs reach you as one stream
+            (``s2s_core.splitter``, ``s2s_core.stitcher``). None sends any
+            input as one request (the service refuses more than 300 s).
+        split_search_s: How far before ``max_request_s`` a pause is looked
+            for (at most half a request); live audio in that window may be
+            held back until a pause (or the limit) decides which request it
+            goes to.
     """
 
     ssl_context: ssl.SSLContext | None = None
@@ -136,10 +165,13 @@ class ClientOptions:
     trust_env: bool = True
     retry: RetryPolicy | None = field(default_factory=RetryPolicy)
     server_hostname: str | None = None
+    max_request_s: float | None = MAX_REQUEST_S
+    split_search_s: float = SPLIT_SEARCH_S
 
     def __post_init__(self) -> None:
         if self.queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {self.queue_size}")
+        check_split(self.max_request_s, self.split_search_s)
 
     @classmethod
     def from_kwargs(cls, base: ClientOptions | None = None, **kwargs: Any) -> ClientOptions:

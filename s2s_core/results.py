@@ -38,13 +38,16 @@ class S2SResult(msgspec.Struct, frozen=True, kw_only=True):
             carries 0xFFFFFFFF, a streaming writer's "unknown length").
         sample_rate: Output rate from ``ready``.
         output_format: The setup's output format.
-        request_id: The server's request id.
+        request_id: The server's request id (the first request's, for a
+            split input).
         text: Every text segment joined by spaces.
         text_with_timestamps: The segments with their timing.
         complete: False for a partial result attached to an error.
         metrics: Latency and throughput of the request (``Metrics``): final
             on a complete result, as far as the request got on a partial
             one; None where no request produced it.
+        request_ids: Every request's id, in input order (one unless the input
+            was split into several requests: see ``ClientOptions.max_request_s``).
     """
 
     raw_data: bytes
@@ -55,6 +58,7 @@ class S2SResult(msgspec.Struct, frozen=True, kw_only=True):
     text_with_timestamps: list[TextWithTimestamps]
     complete: bool = True
     metrics: Metrics | None = None
+    request_ids: list[str] = msgspec.field(default_factory=list)
 
     def __repr__(self) -> str:
         return (f"S2SResult(raw_data=<{len(self.raw_data)} bytes>, sample_rate={self.sample_rate}, "
@@ -198,6 +202,7 @@ class ResultCollector:
             text_with_timestamps=list(self._texts),
             complete=complete,
             metrics=self.metrics_source() if self.metrics_source is not None else None,
+            request_ids=[] if self.ready is None else [self.ready.request_id],
         )
 
 

@@ -183,7 +183,8 @@ def expected_output() -> bytes:
 @pytest.mark.parametrize("layout", ["samples-first", "channels-first"])
 def test_s2s_with_downmix(harness: Harness, url: str, layout: str) -> None:
     array = stereo() if layout == "samples-first" else stereo().T
-    result = harness.s2s(url, PCM, array, pace=None, trailing_silence_s=0.0, downmix=True)
+    result = harness.s2s(url, PCM, array, pace=None, trailing_silence_s=0.0,
+                         lead_in_silence_s=0.0, downmix=True)
     assert result.raw_data == expected_output()
 
 
@@ -203,7 +204,7 @@ def test_s2s_stream_of_channels_first_blocks(harness: Harness, url: str) -> None
     frames = stereo()
     blocks = [frames[i:i + 512].T for i in range(0, N, 512)]  # the last one is (2, 192)
     outcome = harness.stream(url, PCM, iter(blocks), pace=None, trailing_silence_s=0.0,
-                             downmix=True)
+                             lead_in_silence_s=0.0, downmix=True)
     assert outcome.error is None
     assert outcome.audio == expected_output()
 

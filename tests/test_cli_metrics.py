@@ -21,7 +21,8 @@ def test_json_summary_has_the_core_metrics(tmp_path: Path) -> None:
     assert 0 <= metrics["ready_s"] <= metrics["first_audio_s"]
     assert metrics["lag_p50_s"] <= metrics["lag_p95_s"] <= metrics["lag_max_s"]
     assert metrics["lag_count"] > 0
-    assert abs(metrics["audio_in_s"] - 6.66) < 0.05  # 4.66 s + 2 s of trailing silence
+    # 4.66 s of speech, 2 s of trailing silence, the 0.32 s lead-in before it
+    assert abs(metrics["audio_in_s"] - 6.98) < 0.05
 
 
 def test_human_summary_shows_the_output_lag(tmp_path: Path) -> None:

@@ -441,7 +441,8 @@ def check_consistent(metrics: Metrics | None, *, audio_in_s: float) -> Metrics:
 
 def test_s2s_paced_at_real_time_has_a_real_time_factor_about_one(harness: Harness,
                                                                   url: str) -> None:
-    result = harness.s2s(url, SETUP, SPEECH, pace=1.0, trailing_silence_s=TRAILING_S)
+    result = harness.s2s(url, SETUP, SPEECH, pace=1.0, trailing_silence_s=TRAILING_S,
+                         lead_in_silence_s=0.0)
     metrics = check_consistent(result.metrics, audio_in_s=INPUT_S)
     assert metrics.real_time_factor is not None
     # A consistency check, not a timing benchmark: the pacer sends at real time.
@@ -450,7 +451,8 @@ def test_s2s_paced_at_real_time_has_a_real_time_factor_about_one(harness: Harnes
 
 
 def test_s2s_unpaced_runs_well_above_real_time(harness: Harness, url: str) -> None:
-    result = harness.s2s(url, SETUP, SPEECH, pace=None, trailing_silence_s=TRAILING_S)
+    result = harness.s2s(url, SETUP, SPEECH, pace=None, trailing_silence_s=TRAILING_S,
+                         lead_in_silence_s=0.0)
     metrics = check_consistent(result.metrics, audio_in_s=INPUT_S)
     assert metrics.real_time_factor is not None and metrics.real_time_factor > 3
 
@@ -486,7 +488,7 @@ def stream_run(harness: Harness, url: str,
     seen: list[Metrics] = []
     if harness.mode == "threaded":
         with client.s2s_stream(SETUP, source, pace=4.0, trailing_silence_s=TRAILING_S,
-                               keep_audio=True) as stream:
+                               lead_in_silence_s=0.0, keep_audio=True) as stream:
             seen.append(stream.metrics)
             source.opened = True
             for _ in stream.iter_events():
@@ -495,7 +497,7 @@ def stream_run(harness: Harness, url: str,
 
     async def go() -> tuple[list[Metrics], Metrics, S2SResult]:
         async with client.s2s_stream(SETUP, source, pace=4.0, trailing_silence_s=TRAILING_S,
-                                     keep_audio=True) as stream:
+                                     lead_in_silence_s=0.0, keep_audio=True) as stream:
             seen.append(stream.metrics)
             source.opened = True
             async for _ in stream.iter_events():
@@ -560,7 +562,7 @@ def test_a_failed_request_reports_its_metrics_with_the_partial_result(harness: H
     with (run_server(fault=FaultPlan(Fault.ERROR_1011, after_messages=6)) as faulty,
           pytest.raises(InternalServerError) as info):
         harness.s2s(faulty, SETUP, SPEECH, pace=None, trailing_silence_s=TRAILING_S,
-                    options=ClientOptions(retry=None))
+                    lead_in_silence_s=0.0, options=ClientOptions(retry=None))
     partial = info.value.partial_result
     assert partial is not None and partial.metrics is not None
     metrics = partial.metrics

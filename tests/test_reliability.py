@@ -58,15 +58,17 @@ def open_fds() -> int:
 
 def run_api(harness: Harness, api: str, url: str) -> tuple[BaseException | None, StreamOutcome]:
     # One attempt: how each fault ends a request (retries have their own tests).
+    # No lead-in: the first output frames (the fault comes after 4 messages) are the input's.
     options = ClientOptions(idle_timeout=IDLE_TIMEOUT, max_message_size=2**20, retry=None)
     if api == "s2s":
         try:
-            harness.s2s(url, SETUP, AUDIO, pace=None, options=options)
+            harness.s2s(url, SETUP, AUDIO, pace=None, options=options, lead_in_silence_s=0.0)
         except S2SError as exc:
             return exc, StreamOutcome()
         return None, StreamOutcome()
     if api == "stream":
-        out = harness.stream(url, SETUP, AUDIO, pace=None, options=options)
+        out = harness.stream(url, SETUP, AUDIO, pace=None, options=options,
+                             lead_in_silence_s=0.0)
     else:
         out = harness.realtime_outcome(url, SETUP, CHUNKS, options=options)
     return out.error, out

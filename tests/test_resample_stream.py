@@ -123,7 +123,7 @@ def expected_output(signal: npt.NDArray[np.float32], rate: int) -> npt.NDArray[n
 def test_s2s_of_20ms_chunks_at_16k(harness: Harness, url: str) -> None:
     signal = sine(16000, 1.0)
     result = harness.s2s(url, PCM, blocks(signal, 320), sample_rate=16000, pace=None,
-                         trailing_silence_s=0.0)
+                         trailing_silence_s=0.0, lead_in_silence_s=0.0)
     out = np.frombuffer(result.raw_data, dtype="<i2")
     expected = expected_output(signal, 16000)
     assert len(out) == len(expected) == 48000
@@ -133,7 +133,7 @@ def test_s2s_of_20ms_chunks_at_16k(harness: Harness, url: str) -> None:
 def test_s2s_stream_of_512_sample_blocks_at_44k1(harness: Harness, url: str) -> None:
     signal = sine(44100, 3.0, hz=1000.0)
     outcome = harness.stream(url, PCM, blocks(signal, 512), sample_rate=44100, pace=None,
-                             trailing_silence_s=0.0)
+                             trailing_silence_s=0.0, lead_in_silence_s=0.0)
     assert outcome.error is None
     out = np.frombuffer(outcome.audio, dtype="<i2")
     expected = expected_output(signal, 44100)

@@ -32,6 +32,7 @@ from s2s_core.errors import (
 )
 from s2s_core.loopback import EngineError, LoopbackEngine
 from s2s_core.loopback.rest import LOCAL_VOICES, CreditLedger, LocalRest, TokenStore
+from s2s_core.options import LEAD_IN_SILENCE_S
 from s2s_core.rest import (
     API_SOURCE,
     AuthenticationError,
@@ -412,7 +413,9 @@ def test_credits_decrease_with_the_audio_translated(rest: RestRunner) -> None:
                                   trailing_silence_s=0.4)
         assert result.complete
         after = rest(url, "credits")
-        assert before.remaining - after.remaining == pytest.approx(1.6 + 0.4, abs=1e-3)
+        # Everything sent is billed: the audio, its trailing silence and its lead-in.
+        spent = 1.6 + 0.4 + LEAD_IN_SILENCE_S
+        assert before.remaining - after.remaining == pytest.approx(spent, abs=1e-3)
 
 
 def test_no_credits_left_refuses_sessions_with_1008(rest: RestRunner) -> None:

@@ -20,7 +20,7 @@ import contextlib
 import math
 import ssl
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from s2s_core.connection import ClientConnection, ConnectionState
 from s2s_core.errors import ConnectError, ConnectionClosedError, ConnectTimeout, S2SError
@@ -34,7 +34,7 @@ from .backend import Backend, Background, Event, PushStream
 from .primitives import Mutex
 from .request import Request
 
-__all__ = ["Connection", "OpenConnection"]
+__all__ = ["Connection", "OpenConnection", "Connector"]
 
 _CLOSED = ConnectionState.CLOSED
 
@@ -506,3 +506,15 @@ def _describe(exc: BaseException) -> str:
         return str(exc)
     cause = exc.__cause__ or exc.__context__
     return f"{type(exc).__name__}: {cause}" if cause is not None else type(exc).__name__
+
+
+class Connector(Protocol):
+    """What opens the connections of a chain of requests (``S2SClient`` is one)."""
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def options(self) -> ClientOptions: ...
+
+    def connection(self) -> OpenConnection: ...

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from s2s_core.audio_input import silence
-from s2s_core.events import Audio, EndOfStream, ServerEvent, Text, UnknownMessage
+from s2s_core.events import Audio, EndOfStream, StreamEvent, Text, UnknownMessage
 from s2s_core.formats import Codec, Direction, lookup_format
 from s2s_core.metrics import Metrics
 from s2s_core.setup import Setup
@@ -205,7 +205,7 @@ class Translation:
         self.decoder.start(sample_rate)
         self.reporter.ready(request_id, sample_rate, self.ready_s)
 
-    def on_event(self, event: ServerEvent) -> None:
+    def on_event(self, event: StreamEvent) -> None:
         """One event after ready (errors are raised by the client, not seen here)."""
         self._check()
         at = self.elapsed()

@@ -24,7 +24,16 @@ from s2s_core.errors import (
     S2STimeoutError,
     ServerError,
 )
-from s2s_core.events import Audio, Closed, EndOfStream, ErrorMessage, Ready, Text, UnknownMessage
+from s2s_core.events import (
+    Audio,
+    Closed,
+    EndOfStream,
+    ErrorMessage,
+    Ready,
+    RequestStarted,
+    Text,
+    UnknownMessage,
+)
 from s2s_core.options import ClientOptions
 from s2s_core.results import S2SResult, TextWithTimestamps
 from s2s_core.setup import Setup
@@ -53,6 +62,7 @@ __all__ = [
     "EndOfStream",
     "ErrorMessage",
     "Ready",
+    "RequestStarted",
     "Text",
     "UnknownMessage",
     "S2SError",

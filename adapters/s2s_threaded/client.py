@@ -10,15 +10,17 @@ from typing import Any, Unpack
 import numpy as np
 
 from s2s_core.audio_input import InputChunker
-from s2s_core.client_base import ClientBase, SetupLike, StreamInfo
+from s2s_core.client_base import ClientBase, SetupLike, StreamInfo, plan_input
 from s2s_core.errors import InvalidAudio, S2SError
-from s2s_core.events import Audio, ServerEvent
+from s2s_core.events import Audio, StreamEvent
 from s2s_core.feeder import InputFeeder, Step, replayable
-from s2s_core.options import TRAILING_SILENCE_S, ClientOptions, OptionKwargs
+from s2s_core.options import LEAD_IN_SILENCE_S, TRAILING_SILENCE_S, ClientOptions, OptionKwargs
 from s2s_core.results import S2SResult
 from s2s_core.retry import GiveUp, Retrier, RetryPolicy
 from s2s_core.setup import Setup
+from s2s_core.stitcher import Stitcher
 
+from .chain import RequestChain
 from .connection import Connection, OpenConnection
 from .request import TIMEOUT, Request
 from .rest import RestMixin
@@ -85,41 +87,55 @@ class _Source:
 
 
 class _InputPump:
-    """Sends a stream's input as the core's feeder decides, from the consuming thread."""
+    """Sends an input as the core's feeder decides, request by request, from the consumer."""
 
-    def __init__(self, request: Request, feeder: InputFeeder, source: _Source) -> None:
-        self._request = request
-        self._feeder = feeder
+    def __init__(self, chain: RequestChain, source: _Source) -> None:
+        self._chain = chain
         self._source = source
         self.due: float | None = -math.inf
-        """When the pump must run next (-inf: now; None: all input sent)."""
+        """When the pump must run next (-inf: now; None: not before something changes)."""
+        self._blocked_on: int | None = None
+
+    def unblock(self) -> None:
+        """Run again once the request the next one waits for has been read to its end."""
+        blocked = self._blocked_on
+        if blocked is not None and self._chain.finished(blocked):
+            self._blocked_on = None
+            self.due = -math.inf
 
     def run(self) -> None:
         """Send what is due now (one write at most), then say when to run next."""
-        request, feeder = self._request, self._feeder
+        chain, feeder = self._chain, self._chain.feeder
         try:
-            with request.consumer_writing():
-                while True:
-                    step = feeder.next_step(time.monotonic())
-                    kind = step.kind
-                    if kind is Step.SEND:
-                        request.send_chunks(step.chunks)
-                        self.due = -math.inf  # more may be due: after a look at the events
-                        return
-                    if kind is Step.NEED_INPUT:
-                        piece = self._source.next()
-                        if piece is None:
-                            feeder.finish()
-                        else:
-                            feeder.feed(piece)
-                        continue
-                    if kind is Step.WAIT:
-                        self.due = step.until
-                        return
-                    if kind is Step.END_OF_STREAM:
-                        request.send_end_of_stream()
-                    self.due = None
+            while True:
+                step = feeder.next_step(time.monotonic())
+                kind = step.kind
+                if kind is Step.SEND:
+                    chain.send(step.segment, step.chunks, consumer=True)
+                    self.due = -math.inf  # more may be due: after a look at the events
                     return
+                if kind is Step.NEED_INPUT:
+                    piece = self._source.next()
+                    if piece is None:
+                        feeder.finish()
+                    else:
+                        feeder.feed(piece)
+                    continue
+                if kind is Step.WAIT:
+                    self.due = step.until
+                    return
+                if kind is Step.START:
+                    chain.start(step.segment, consumer=True)
+                    continue
+                if kind is Step.WAIT_FOR_OUTPUT:
+                    # This thread reads that request: run again once it did (``unblock``).
+                    self._blocked_on, self.due = step.segment, None
+                    return
+                if kind is Step.END_OF_STREAM:
+                    chain.end(step.segment, consumer=True)
+                    continue
+                self.due = None
+                return
         except InvalidAudio as exc:
             self._fail(exc)
         except S2SError:
@@ -132,17 +148,18 @@ class _InputPump:
     def _fail(self, error: S2SError) -> None:
         """Bad input fails the request, so its consumer sees it (with the partial result)."""
         self.due = None
-        conn = self._request._conn
-        with conn._lock:
-            conn.table.fail_input(self._request.handle, error, now=time.monotonic())
-        conn.close(1000, "bad input")
+        self._chain.fail_input(error)
 
 
 class S2SStream(StreamInfo):
-    """A running request fed from an audio source (``S2SClient.s2s_stream``).
+    """A running input fed from an audio source (``S2SClient.s2s_stream``).
 
     Iterate ``iter_audio()`` for output bytes or ``iter_events()`` for every
-    event; text segments collect in ``text_with_timestamps`` either way.
+    event; text segments collect in ``text_with_timestamps`` either way. An
+    input longer than ``options.max_request_s`` runs as several requests,
+    read here as one stream: each later request's ``Ready`` comes as a
+    ``RequestStarted`` event, timings are in input time, and one
+    ``EndOfStream`` ends it.
 
     There is no sender thread: the input is sent by the thread that iterates.
     While it waits for the next event it waits at most until the next chunk
@@ -152,21 +169,32 @@ class S2SStream(StreamInfo):
     directly sends nothing.
     """
 
-    _request: Request
+    _request: RequestChain
 
-    def __init__(self, request: Request, pump: _InputPump) -> None:
-        self._request = request
+    def __init__(self, chain: RequestChain, pump: _InputPump) -> None:
+        self._request = chain
         self._pump = pump
 
     @property
     def request(self) -> Request:
-        """The underlying request."""
-        return self._request
+        """The request being read now (the first one until it ends)."""
+        return self._request.request
 
-    def iter_events(self) -> Iterator[ServerEvent]:
-        """Every event after ``ready``, until ``EndOfStream`` (included)."""
+    @property
+    def requests(self) -> list[Request]:
+        """Every request of the input started so far, in input order."""
+        return self._request.requests
+
+    @property
+    def request_ids(self) -> list[str]:
+        """The server's ids of the requests read so far, in input order."""
+        return self._request.stitcher.request_ids
+
+    def iter_events(self) -> Iterator[StreamEvent]:
+        """Every event after the first ``ready``, until ``EndOfStream`` (included)."""
+        first = self._request.ready
         while (event := self._next()) is not None:
-            if event is not self._request.ready:
+            if event is not first:
                 yield event
 
     def iter_audio(self) -> Iterator[bytes]:
@@ -177,22 +205,23 @@ class S2SStream(StreamInfo):
 
     def result(self) -> S2SResult:
         """Consume the rest and return the result (see ``keep_audio``)."""
-        self._request.handle.keep_audio = True
+        self._request.stitcher.keep_audio = True
         while self._next() is not None:
             pass
-        return self._request.handle.result()
+        return self._request.stitcher.result()
 
-    def _next(self) -> ServerEvent | None:
+    def _next(self) -> StreamEvent | None:
         """The next event, sending every chunk that falls due meanwhile."""
-        pump = self._pump
+        pump, chain = self._pump, self._request
         while True:
-            event = self._request.receive_until(pump.due)
+            pump.unblock()
+            event = chain.receive_until(pump.due)
             if event is not TIMEOUT:
                 return event
             pump.run()
 
     def _wait_ready(self) -> None:
-        request, pump = self._request, self._pump
+        request, pump = self._request.requests[0], self._pump
         while not request.wait_ready_until(pump.due):
             pump.run()
 
@@ -201,7 +230,8 @@ class OpenStream:
     """``with client.s2s_stream(...) as stream``: connect (unless given), setup, ready.
 
     A transient failure until ready is retried as ``retry`` says (a one-shot
-    source only if nothing was pulled from it yet).
+    source only if nothing was pulled from it yet). Later requests of a split
+    input open their own connections (see ``RequestChain``).
     """
 
     def __init__(self, client: S2SClient, setup: Setup, chunker: Callable[[], InputChunker],
@@ -218,6 +248,7 @@ class OpenStream:
         self._given = connection
         self._retry = retry
         self._open: OpenConnection | None = None
+        self._chain: RequestChain | None = None
         self.source: _Source | None = None
         """The latest attempt's source (it tells whether anything was pulled)."""
 
@@ -251,10 +282,13 @@ class OpenStream:
         if conn is None:
             self._open = self._client.connection()
             conn = self._open.__enter__()
-        request = conn.start(self._setup, keep_audio=self._keep_audio)
+        request = conn.start(self._setup, keep_audio=False)
         feeder = InputFeeder(self._chunker(), pace=self._pace, now=time.monotonic())
+        stitcher = Stitcher(feeder.plan, self._setup.output_format, keep_audio=self._keep_audio)
+        chain = self._chain = RequestChain(self._client, self._setup, feeder, stitcher, conn,
+                                           request)
         source = self.source = _Source(self._audio, self.source)
-        stream = S2SStream(request, _InputPump(request, feeder, source))
+        stream = S2SStream(chain, _InputPump(chain, source))
         stream._wait_ready()
         return stream
 
@@ -262,6 +296,9 @@ class OpenStream:
         self._close(exc_type, None)
 
     def _close(self, exc_type: type[BaseException] | None, exc: BaseException | None) -> None:
+        chain, self._chain = self._chain, None
+        if chain is not None:
+            chain.close()
         opened, self._open = self._open, None
         if opened is not None:
             opened.__exit__(exc_type, exc, None)
@@ -282,11 +319,15 @@ class S2SClient(ClientBase, RestMixin):
 
         The session is yielded once ``ready`` came: connect failures and a
         refused setup before that are retried as ``options.retry`` says (no
-        audio was sent yet). Once it is yours, nothing is retried or replayed.
+        audio was sent yet). Once it is yours, its first request is not
+        retried. Past ``options.max_request_s`` of audio it rolls over to a
+        new request at a pause while you keep sending (``SplitSession``); a
+        later request is retried until its output reaches you. Send from one
+        thread and iterate in another.
         """
         return OpenSession(self.url, Setup.from_mapping(setup), api_key=self._api_key,
                            token=self._token, keep_audio=False, options=self.options,
-                           retry=self.options.retry)
+                           retry=self.options.retry, client=self)
 
     def connection(self) -> OpenConnection:
         """A bare connection for several requests (``conn.start(setup)``)."""
@@ -295,11 +336,16 @@ class S2SClient(ClientBase, RestMixin):
 
     def s2s_stream(self, setup: SetupLike, audio: AudioSource, *,
                    sample_rate: int | None = None, pace: float | None = 1.0,
-                   trailing_silence_s: float = TRAILING_SILENCE_S, keep_audio: bool = False,
+                   trailing_silence_s: float = TRAILING_SILENCE_S,
+                   lead_in_silence_s: float = LEAD_IN_SILENCE_S, keep_audio: bool = False,
                    connection: Connection | None = None, downmix: bool = False) -> OpenStream:
-        """Start a request fed from ``audio``; the stream is yielded once ready.
+        """Start an input fed from ``audio``; the stream is yielded once ready.
 
         The input is sent while you iterate the stream (see ``S2SStream``).
+        An input longer than ``options.max_request_s`` (290 s) is split at
+        pauses into several requests, each on its own connection opened while
+        the previous one's output still streams back; the stream reads them
+        as one.
 
         Args:
             setup: A ``Setup`` or the official SDK's setup dict.
@@ -308,68 +354,76 @@ class S2SClient(ClientBase, RestMixin):
             sample_rate: Rate of numpy input when not the format's rate.
             pace: 1.0 sends at real time (recommended by the vendor), 2.0
                 twice as fast, None as fast as possible.
-            trailing_silence_s: Silence appended to raw (pcm, G.711) input.
+            trailing_silence_s: Silence appended to raw (pcm, G.711) input,
+                and to every request but the last of a split input.
+            lead_in_silence_s: Silence sent before raw input, and before
+                every request but the first of a split input (the recognizer
+                may drop a word in a stream's first ~200 ms). Output timings
+                stay in input time.
             keep_audio: Keep every output chunk for ``result()`` (off by
                 default so a long stream does not grow memory; ``result()``
                 then holds the audio not iterated before it).
-            connection: Run on this connection instead of opening one.
-            downmix: Average the channels of 2-D numpy input, (samples,
-                channels) or (channels, samples), instead of refusing it.
+            connection: Run the first request on this connection instead of
+                opening one (later requests of a split input open their own).
+            downmix: Average the channels of 2-D numpy input instead of
+                refusing it.
 
         Raises:
             InvalidSetup: The setup is invalid (before anything is sent).
-            InvalidAudio: ``audio`` is an array that cannot be sent (its
-                dtype, or a 2-D shape without ``downmix``), before anything
-                is sent; later chunks of an iterable fail the stream instead.
+            InvalidAudio: A silence length, ``sample_rate`` or a whole array
+                is refused (before anything is sent).
+            InputTooLong: A whole opus input is longer than ``max_request_s``.
             ValueError: ``pace`` is not positive.
         """
         return self._stream(setup, audio, sample_rate=sample_rate, pace=pace,
-                            trailing_silence_s=trailing_silence_s, keep_audio=keep_audio,
+                            trailing_silence_s=trailing_silence_s,
+                            lead_in_silence_s=lead_in_silence_s, keep_audio=keep_audio,
                             connection=connection, retry=self.options.retry, downmix=downmix)
 
     def _stream(self, setup: SetupLike, audio: AudioSource, *, sample_rate: int | None,
-                pace: float | None, trailing_silence_s: float, keep_audio: bool,
-                connection: Connection | None, retry: RetryPolicy | None,
-                downmix: bool) -> OpenStream:
-        checked = setup if isinstance(setup, Setup) else Setup.from_mapping(setup)
-        # Bad arguments (and a bad whole array) fail now, before anything is sent.
-        InputChunker(checked, sample_rate=sample_rate, downmix=downmix).check(audio)
-
-        def chunker() -> InputChunker:  # one per attempt: a fresh resampler each time
-            return InputChunker(checked, sample_rate=sample_rate,
-                                trailing_silence_s=trailing_silence_s, downmix=downmix)
-
+                pace: float | None, trailing_silence_s: float, lead_in_silence_s: float,
+                keep_audio: bool, connection: Connection | None,
+                retry: RetryPolicy | None, downmix: bool) -> OpenStream:
+        checked, chunker = plan_input(setup, audio, self.options, sample_rate=sample_rate,
+                                      trailing_silence_s=trailing_silence_s,
+                                      lead_in_silence_s=lead_in_silence_s, downmix=downmix)
         return OpenStream(self, checked, chunker, audio, pace=pace, keep_audio=keep_audio,
                           connection=connection, retry=retry)
 
     def s2s(self, setup: SetupLike, audio: AudioSource, sample_rate: int | None = None,
             *, pace: float | None = 1.0,
-            trailing_silence_s: float = TRAILING_SILENCE_S, downmix: bool = False) -> S2SResult:
+            trailing_silence_s: float = TRAILING_SILENCE_S,
+            lead_in_silence_s: float = LEAD_IN_SILENCE_S, downmix: bool = False) -> S2SResult:
         """Translate a whole input and return the whole result.
 
-        Arguments as for ``s2s_stream``. Nothing reaches the caller before
-        the result, so any transient failure is retried as ``options.retry``
-        says (the whole request again, on a new connection), if the input
-        can be replayed.
+        Nothing reaches the caller before the result, so any transient
+        failure is retried as ``options.retry`` says, if the input can be
+        replayed: the whole input again, on a new connection, when its first
+        request failed; a later request of a split input alone. An input
+        longer than ``options.max_request_s`` is split (see ``s2s_stream``);
+        the result joins every request (``request_ids``).
 
         Raises:
             S2SError: On any failure, with ``partial_result`` attached and
-                ``attempts`` listing every attempt.
+                ``attempts`` listing every attempt (and ``segment``, the part
+                of a split input whose request failed).
         """
         retrier = Retrier(self.options.retry, start=time.monotonic())
         source: _Source | None = None
         while True:
             opened = self._stream(setup, audio, sample_rate=sample_rate, pace=pace,
-                                  trailing_silence_s=trailing_silence_s, keep_audio=True,
+                                  trailing_silence_s=trailing_silence_s,
+                                  lead_in_silence_s=lead_in_silence_s, keep_audio=True,
                                   connection=None, retry=None, downmix=downmix)
             opened.source = source
             try:
                 with opened as stream:
                     return stream.result()
             except S2SError as exc:
+                first = exc.segment is None or exc.segment.index == 0
                 decision = retrier.on_failure(exc, now=time.monotonic(),
                                               output_reached_caller=False,
-                                              replayable=opened.replayable())
+                                              replayable=first and opened.replayable())
                 if isinstance(decision, GiveUp):
                     raise
                 source = opened.source

@@ -21,7 +21,7 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from s2s_core.connection import ClientConnection, ConnectionState
 from s2s_core.errors import ConnectionClosedError, S2SError
@@ -41,7 +41,7 @@ from s2s_core.urls import parse_ws_url
 from .request import SLICE_S, Request, wait_sliced
 from .transport import connect_websocket
 
-__all__ = ["Connection", "OpenConnection"]
+__all__ = ["Connection", "OpenConnection", "Connector"]
 
 _CLOSED = ConnectionState.CLOSED
 
@@ -390,3 +390,12 @@ def connection_failed(conn: Connection, handle: RequestHandle) -> S2SError:
         if closed is None:
             return ConnectionClosedError(1006, "", "the connection is closed")
         return conn.table.close_error(closed, handle.collector.request_id)
+
+
+class Connector(Protocol):
+    """What opens the connections of a chain of requests (``S2SClient`` is one)."""
+
+    @property
+    def options(self) -> ClientOptions: ...
+
+    def connection(self) -> OpenConnection: ...
