@@ -16,9 +16,10 @@ from .options import ClientOptions
 from .rest import RestSettings
 from .results import TextWithTimestamps
 from .setup import Setup
+from .stitcher import Stitcher
 from .urls import DEFAULT_BASE_URL, s2s_url
 
-__all__ = ["ClientBase", "StreamInfo", "SessionBase", "SetupLike", "plan_input"]
+__all__ = ["ClientBase", "StreamInfo", "SessionBase", "SetupLike", "plan_input", "ChainView"]
 
 SetupLike = Setup | Mapping[str, Any]
 """A ``Setup`` or the official SDK's setup dict."""
@@ -174,3 +175,72 @@ def plan_input(setup: SetupLike, audio: object, options: ClientOptions, *,
     first.check(audio)
     check_length(first, audio)
     return checked, chunker
+
+
+class _ChainRequest(Protocol):
+    @property
+    def ready(self) -> Ready | None: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+
+ChainRequestT = TypeVar("ChainRequestT", bound=_ChainRequest)
+
+
+class _ChainLink(Protocol[ChainRequestT]):
+    request: ChainRequestT | None
+
+
+class ChainView(Generic[ChainRequestT]):
+    """What a chain of requests (one input split over several) tells, in every adapter.
+
+    The adapters' ``RequestChain`` keep their links (a request and its
+    connection each) in ``_links`` by segment index and a ``Stitcher``.
+    """
+
+    _links: Mapping[int, _ChainLink[ChainRequestT]]
+    stitcher: Stitcher
+
+    def __repr__(self) -> str:
+        return f"<RequestChain {len(self._links)} request(s), reading {self.stitcher.current}>"
+
+    @property
+    def ready(self) -> Ready | None:
+        """The first request's ``ready``, once received."""
+        first = self._links[0].request
+        return first.ready if first is not None else None
+
+    @property
+    def text_with_timestamps(self) -> list[TextWithTimestamps]:
+        """Text segments read so far, in input time."""
+        return self.stitcher.texts
+
+    def _current_metrics(self) -> Metrics | None:
+        """The current request's metrics, or None before any request started."""
+        link = self._links.get(self.stitcher.current, self._links.get(0))
+        request = None if link is None else link.request
+        return None if request is None else request.metrics
+
+    @property
+    def metrics(self) -> Metrics:
+        """The latency figures of the request being read now (live).
+
+        A split input's requests each have their own; this is the current
+        one's (the first request's until the second one's output begins).
+        """
+        return self.request.metrics
+
+    @property
+    def request(self) -> ChainRequestT:
+        """The request being read now."""
+        link = self._links.get(self.stitcher.current, self._links[0])
+        request = link.request or self._links[0].request
+        assert request is not None
+        return request
+
+    @property
+    def requests(self) -> list[ChainRequestT]:
+        """Every request started so far, in input order."""
+        return [link.request for _, link in sorted(self._links.items())
+                if link.request is not None]

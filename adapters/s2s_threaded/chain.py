@@ -21,12 +21,12 @@ import time
 from collections import deque
 from collections.abc import Sequence
 
+from s2s_core.client_base import ChainView
 from s2s_core.errors import S2SError
-from s2s_core.events import Ready, StreamEvent
+from s2s_core.events import StreamEvent
 from s2s_core.feeder import InputFeeder
-from s2s_core.metrics import Metrics
 from s2s_core.options import WRITE_BATCH_BYTES
-from s2s_core.results import S2SResult, TextWithTimestamps
+from s2s_core.results import S2SResult
 from s2s_core.retry import GiveUp, Retrier
 from s2s_core.setup import Setup
 from s2s_core.stitcher import Stitcher
@@ -57,7 +57,7 @@ class _Link:
         self.eos_sent = False
 
 
-class RequestChain:
+class RequestChain(ChainView[Request]):
     """The requests of one input, in order (see the module doc).
 
     Args:
@@ -82,51 +82,6 @@ class RequestChain:
         self._changed = threading.Condition()
         self._pending: deque[StreamEvent] = deque()
         self._closed = False
-
-    def __repr__(self) -> str:
-        return f"<RequestChain {len(self._links)} request(s), reading {self.stitcher.current}>"
-
-    # -- what the stream tells --
-
-    @property
-    def ready(self) -> Ready | None:
-        """The first request's ``ready``, once received."""
-        first = self._links[0].request
-        return first.ready if first is not None else None
-
-    @property
-    def text_with_timestamps(self) -> list[TextWithTimestamps]:
-        """Text segments read so far, in input time."""
-        return self.stitcher.texts
-
-    def _current_metrics(self) -> Metrics | None:
-        """The current request's metrics, or None before any request started."""
-        link = self._links.get(self.stitcher.current, self._links.get(0))
-        request = None if link is None else link.request
-        return None if request is None else request.metrics
-
-    @property
-    def metrics(self) -> Metrics:
-        """The latency figures of the request being read now (live).
-
-        A split input's requests each have their own; this is the current
-        one's (the first request's until the second one's output begins).
-        """
-        return self.request.metrics
-
-    @property
-    def request(self) -> Request:
-        """The request being read now."""
-        link = self._links.get(self.stitcher.current, self._links[0])
-        request = link.request or self._links[0].request
-        assert request is not None
-        return request
-
-    @property
-    def requests(self) -> list[Request]:
-        """Every request started so far, in input order."""
-        return [link.request for _, link in sorted(self._links.items())
-                if link.request is not None]
 
     # -- the input side --
 
