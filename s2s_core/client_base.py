@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import os
 import ssl
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from .audio_input import InputChunker, check_length
-from .errors import MissingCredentials
+from .errors import LocalProtocolError, MissingCredentials
 from .events import Ready
 from .metrics import Metrics
 from .options import ClientOptions
+from .request_table import RequestHandle
 from .rest import RestSettings
-from .results import TextWithTimestamps
+from .results import ResultCollector, TextWithTimestamps
 from .setup import Setup
 from .stitcher import Stitcher
 from .urls import DEFAULT_BASE_URL, s2s_url
 
-__all__ = ["ClientBase", "StreamInfo", "SessionBase", "SetupLike", "plan_input", "ChainView"]
+__all__ = ["ClientBase", "StreamInfo", "SessionBase", "SetupLike", "plan_input", "ChainView",
+           "RequestView"]
 
 SetupLike = Setup | Mapping[str, Any]
 """A ``Setup`` or the official SDK's setup dict."""
@@ -244,3 +247,65 @@ class ChainView(Generic[ChainRequestT]):
         """Every request started so far, in input order."""
         return [link.request for _, link in sorted(self._links.items())
                 if link.request is not None]
+
+
+class RequestView:
+    """What a request tells (its setup, id, ready, texts, metrics), in every adapter.
+
+    The adapters' ``Request`` add the waiting (async or blocking) on top of
+    the core's ``RequestHandle``.
+    """
+
+    handle: RequestHandle
+    _consumer: weakref.ref[object] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Request {self.handle!r}>"
+
+    def claim(self, consumer: object) -> None:
+        """Make ``consumer`` the request's one iterator (until it ends or is dropped).
+
+        Raises:
+            LocalProtocolError: Another live iterator consumes this request.
+        """
+        current = self._consumer() if self._consumer is not None else None
+        if current is consumer:
+            return  # claimed already (every event of an iteration claims)
+        if current is not None:
+            raise LocalProtocolError("this request is already being iterated by another consumer")
+        self._consumer = weakref.ref(consumer)
+
+    def release(self, consumer: object) -> None:
+        """``consumer`` stopped iterating."""
+        if self._consumer is not None and self._consumer() is consumer:
+            self._consumer = None
+
+    @property
+    def setup(self) -> Setup:
+        """The request's setup."""
+        return self.handle.setup
+
+    @property
+    def client_req_id(self) -> str | None:
+        """The request's multiplexing id."""
+        return self.handle.client_req_id
+
+    @property
+    def collector(self) -> ResultCollector:
+        """What the request consumed so far."""
+        return self.handle.collector
+
+    @property
+    def ready(self) -> Ready | None:
+        """The server's ``ready``, once received."""
+        return self.handle.ready
+
+    @property
+    def text_with_timestamps(self) -> list[TextWithTimestamps]:
+        """Text segments received so far (in iteration order)."""
+        return self.handle.text_with_timestamps
+
+    @property
+    def metrics(self) -> Metrics:
+        """Latency and throughput so far (live; final once the request ended)."""
+        return self.handle.metrics()

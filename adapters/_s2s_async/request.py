@@ -6,17 +6,15 @@ The bookkeeping (queue, result, why a send is refused) is the core's
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from s2s_core.errors import LocalProtocolError, S2SError
+from s2s_core.client_base import RequestView
+from s2s_core.errors import S2SError
 from s2s_core.events import Ready, ServerEvent
-from s2s_core.metrics import Metrics
 from s2s_core.protocol import AudioInput
 from s2s_core.request_table import WAIT, RequestHandle, RequestTable
-from s2s_core.results import ResultCollector, S2SResult, TextWithTimestamps
-from s2s_core.setup import Setup
+from s2s_core.results import S2SResult
 
 from .backend import Backend, Event
 
@@ -50,7 +48,7 @@ _FAIR_TAKES = 32
 """Events taken without waiting before a schedule point (fairness, cancellability)."""
 
 
-class Request:
+class Request(RequestView):
     """One request on a connection: send its audio, iterate its events.
 
     Iteration yields ``Ready``, ``Text``, ``Audio``, ``UnknownMessage`` and
@@ -65,25 +63,6 @@ class Request:
         self._conn = conn
         self.handle = handle
         self._takes = 0
-        self._consumer: weakref.ref[object] | None = None
-
-    def __repr__(self) -> str:
-        return f"<Request {self.handle!r}>"
-
-    @property
-    def setup(self) -> Setup:
-        """The request's setup."""
-        return self.handle.setup
-
-    @property
-    def client_req_id(self) -> str | None:
-        """The request's multiplexing id."""
-        return self.handle.client_req_id
-
-    @property
-    def collector(self) -> ResultCollector:
-        """What the request consumed so far."""
-        return self.handle.collector
 
     # -- sending --
 
@@ -115,21 +94,6 @@ class Request:
     """The official SDK's name."""
 
     # -- receiving --
-
-    @property
-    def ready(self) -> Ready | None:
-        """The server's ``ready``, once received."""
-        return self.handle.ready
-
-    @property
-    def text_with_timestamps(self) -> list[TextWithTimestamps]:
-        """Text segments received so far (in iteration order)."""
-        return self.handle.text_with_timestamps
-
-    @property
-    def metrics(self) -> Metrics:
-        """Latency and throughput so far (live; final once the request ended)."""
-        return self.handle.metrics()
 
     async def wait_ready(self) -> Ready:
         """Wait for ``ready`` (events before it stay queued for iteration).
@@ -178,24 +142,6 @@ class Request:
 
     def __aiter__(self) -> EventIterator:
         return EventIterator(self)
-
-    def claim(self, consumer: object) -> None:
-        """Make ``consumer`` the request's one iterator (until it ends or is dropped).
-
-        Raises:
-            LocalProtocolError: Another live iterator consumes this request.
-        """
-        current = self._consumer() if self._consumer is not None else None
-        if current is consumer:
-            return  # claimed already (every event of an iteration claims)
-        if current is not None:
-            raise LocalProtocolError("this request is already being iterated by another consumer")
-        self._consumer = weakref.ref(consumer)
-
-    def release(self, consumer: object) -> None:
-        """``consumer`` stopped iterating."""
-        if self._consumer is not None and self._consumer() is consumer:
-            self._consumer = None
 
     async def result(self) -> S2SResult:
         """Consume the remaining events and return the whole result.

@@ -10,19 +10,17 @@ from __future__ import annotations
 import enum
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal, Protocol
 
-from s2s_core.errors import LocalProtocolError
+from s2s_core.client_base import RequestView
 from s2s_core.events import Ready, ServerEvent
 from s2s_core.metrics import Metrics
 from s2s_core.protocol import AudioInput
 from s2s_core.request_table import RequestHandle, RequestTable
-from s2s_core.results import ResultCollector, S2SResult, TextWithTimestamps
-from s2s_core.setup import Setup
+from s2s_core.results import S2SResult
 
 
 class RequestLink(Protocol):
@@ -65,7 +63,7 @@ def wait_sliced(event: threading.Event, timeout: float | None) -> bool:
             return False
 
 
-class Request:
+class Request(RequestView):
     """One request on a connection: send its audio, iterate its events.
 
     Iteration yields ``Ready``, ``Text``, ``Audio``, ``UnknownMessage`` and
@@ -81,25 +79,6 @@ class Request:
         self.handle = handle
         handle.waker = threading.Event()
         self._taken: deque[ServerEvent] = deque()
-        self._consumer: weakref.ref[object] | None = None
-
-    def __repr__(self) -> str:
-        return f"<Request {self.handle!r}>"
-
-    @property
-    def setup(self) -> Setup:
-        """The request's setup."""
-        return self.handle.setup
-
-    @property
-    def client_req_id(self) -> str | None:
-        """The request's multiplexing id."""
-        return self.handle.client_req_id
-
-    @property
-    def collector(self) -> ResultCollector:
-        """What the request consumed so far."""
-        return self.handle.collector
 
     # -- sending --
 
@@ -154,16 +133,6 @@ class Request:
                 self.handle.restore_bound()
 
     # -- receiving --
-
-    @property
-    def ready(self) -> Ready | None:
-        """The server's ``ready``, once received."""
-        return self.handle.ready
-
-    @property
-    def text_with_timestamps(self) -> list[TextWithTimestamps]:
-        """Text segments received so far (in iteration order)."""
-        return self.handle.text_with_timestamps
 
     @property
     def metrics(self) -> Metrics:
@@ -255,24 +224,6 @@ class Request:
 
     def __iter__(self) -> Iterator[ServerEvent]:
         return _EventIterator(self)
-
-    def claim(self, consumer: object) -> None:
-        """Make ``consumer`` the request's one iterator (until it ends or is dropped).
-
-        Raises:
-            LocalProtocolError: Another live iterator consumes this request.
-        """
-        current = self._consumer() if self._consumer is not None else None
-        if current is consumer:
-            return  # claimed already (every event of an iteration claims)
-        if current is not None:
-            raise LocalProtocolError("this request is already being iterated by another consumer")
-        self._consumer = weakref.ref(consumer)
-
-    def release(self, consumer: object) -> None:
-        """``consumer`` stopped iterating."""
-        if self._consumer is not None and self._consumer() is consumer:
-            self._consumer = None
 
     def result(self) -> S2SResult:
         """Consume the remaining events and return the whole result.
