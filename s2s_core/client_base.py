@@ -81,10 +81,36 @@ class _HasRequest(Protocol):
     def text_with_timestamps(self) -> list[TextWithTimestamps]: ...
 
 
-class StreamInfo:
-    """What an ``S2SStream`` tells about its request, as the official SDK names it."""
+class _ChainRequest(Protocol):
+    @property
+    def ready(self) -> Ready | None: ...
 
-    _request: _HasRequest
+    @property
+    def metrics(self) -> Metrics: ...
+
+
+ChainRequestT = TypeVar("ChainRequestT", bound=_ChainRequest)
+
+
+class StreamInfo(Generic[ChainRequestT]):
+    """What an ``S2SStream`` tells about its input's requests, as the official SDK names it."""
+
+    _request: ChainView[ChainRequestT]
+
+    @property
+    def request(self) -> ChainRequestT:
+        """The request being read now (the first one until it ends)."""
+        return self._request.request
+
+    @property
+    def requests(self) -> list[ChainRequestT]:
+        """Every request of the input started so far, in input order."""
+        return self._request.requests
+
+    @property
+    def request_ids(self) -> list[str]:
+        """The server's ids of the requests read so far, in input order."""
+        return self._request.stitcher.request_ids
 
     @property
     def sample_rate(self) -> int | None:
@@ -178,17 +204,6 @@ def plan_input(setup: SetupLike, audio: object, options: ClientOptions, *,
     first.check(audio)
     check_length(first, audio)
     return checked, chunker
-
-
-class _ChainRequest(Protocol):
-    @property
-    def ready(self) -> Ready | None: ...
-
-    @property
-    def metrics(self) -> Metrics: ...
-
-
-ChainRequestT = TypeVar("ChainRequestT", bound=_ChainRequest)
 
 
 class _ChainLink(Protocol[ChainRequestT]):

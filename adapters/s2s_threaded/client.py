@@ -151,7 +151,7 @@ class _InputPump:
         self._chain.fail_input(error)
 
 
-class S2SStream(StreamInfo):
+class S2SStream(StreamInfo[Request]):
     """A running input fed from an audio source (``S2SClient.s2s_stream``).
 
     Iterate ``iter_audio()`` for output bytes or ``iter_events()`` for every
@@ -174,21 +174,6 @@ class S2SStream(StreamInfo):
     def __init__(self, chain: RequestChain, pump: _InputPump) -> None:
         self._request = chain
         self._pump = pump
-
-    @property
-    def request(self) -> Request:
-        """The request being read now (the first one until it ends)."""
-        return self._request.request
-
-    @property
-    def requests(self) -> list[Request]:
-        """Every request of the input started so far, in input order."""
-        return self._request.requests
-
-    @property
-    def request_ids(self) -> list[str]:
-        """The server's ids of the requests read so far, in input order."""
-        return self._request.stitcher.request_ids
 
     def iter_events(self) -> Iterator[StreamEvent]:
         """Every event after the first ``ready``, until ``EndOfStream`` (included)."""
