@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -174,3 +175,30 @@ def test_keys_tokens_and_limits() -> None:
         client = RawClient(url, key="good")  # sends nothing: the idle timeout closes it
         assert client.until_closed() == []
         assert client.close is not None and client.close.reason == "idle timeout"
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_client_that_does_not_read_stops_the_server_reading_it(backend: str) -> None:
+    """The server's output to a client that does not read is bounded: once its buffers
+    are full it stops taking that client's input, so the client's sends block."""
+    with run_server(backend=backend) as server_url:
+        client = RawClient(server_url)
+        client.send(SETUP)
+        client.until_message("ready")
+        frame = client.ws.send(TextMessage(data=json.dumps(AUDIO)))  # 80 ms in, 160 ms out
+        client.sock.setblocking(False)
+        sent = 0
+        limit = 64 * 2**20  # of input: ~128 MiB of output if the server took it all
+        blocked_since: float | None = None
+        while sent < limit:
+            try:
+                sent += client.sock.send(frame)
+                blocked_since = None
+            except BlockingIOError:
+                now = time.monotonic()
+                blocked_since = blocked_since or now
+                if now - blocked_since > 2.0:
+                    break  # the server stopped reading us
+                time.sleep(0.01)
+        client.sock.close()
+        assert sent < limit, "the server kept reading a client that never read its output"

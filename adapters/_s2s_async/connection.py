@@ -216,6 +216,9 @@ class Connection:
             self.table.transport_failed(exc, now=self.now())
             self._after_input()
 
+    def write_resumed(self) -> None:
+        """The transport took our output (``flush`` waits for that itself)."""
+
     def _on_timer(self) -> None:
         self._timer, self._timer_at = None, math.inf
         if self.core.state is _CLOSED:

@@ -53,6 +53,9 @@ class Receiver(Protocol):
     def lost_in(self, exc: BaseException) -> None:
         """The transport broke."""
 
+    def write_resumed(self) -> None:
+        """The transport's buffer went back under its limit."""
+
 
 _buffers = threading.local()
 _guardians: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Guardian] = (
@@ -184,6 +187,8 @@ class AsyncioByteStream(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         self._writing_paused = False
         self._wake_writer()
+        if self._receiver is not None:
+            self._receiver.write_resumed()
 
     # -- the stream --
 
@@ -315,6 +320,14 @@ class AsyncioByteStream(asyncio.BufferedProtocol):
 
     async def send_eof(self) -> None:
         """End our side of the stream (a FIN; TLS, which cannot half-close, closes)."""
+        self.write_eof()
+
+    def write_eof(self) -> None:
+        """``send_eof`` without waiting (the transport sends the FIN after its buffer).
+
+        Raises:
+            anyio.BrokenResourceError: The connection is closed.
+        """
         transport = self._transport
         if self._lost or transport is None or transport.is_closing():
             raise self._broken("the connection is closed")

@@ -32,6 +32,7 @@ from s2s_core.loopback import (
     loopback_engine,
 )
 from s2s_core.loopback.rest import LocalRest
+from s2s_core.options import LAST_WORDS_S
 from s2s_core.urls import S2S_ROUTE
 
 from ._asyncio_stream import AsyncioByteStream
@@ -40,6 +41,8 @@ from ._backend import BACKEND, running_on_asyncio
 __all__ = ["serve", "run_server", "ServerConfig", "server_url"]
 
 _READ_SIZE = 256 * 1024
+_DROP_WAIT_S = 2.0
+"""How long an injected drop waits for the client's end after our FIN."""
 _TRANSPORT_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError,
                      anyio.EndOfStream, ssl.SSLError)
 
@@ -102,33 +105,160 @@ async def _serve_asyncio(host: str, port: int, config: ServerConfig, rest: Local
                          task_status: anyio.abc.TaskStatus[str]) -> None:
     """asyncio's own server: it accepts every pending connection at each wake-up
     (anyio's listener takes one per loop round, which starves a busy server),
-    and its streams cost no loop round-trip per send."""
+    and each connection is served in the loop's callbacks (``_PushPeer``)."""
     loop = asyncio.get_running_loop()
-    async with anyio.create_task_group() as tasks:
-        def accepted(stream: AsyncioByteStream) -> None:
-            tasks.start_soon(_serve_stream, stream, config, rest)
+    peers: set[_PushPeer] = set()
 
-        server = await loop.create_server(
-            lambda: AsyncioByteStream(loop, on_connect=accepted), host, port,
-            ssl=ssl_context, ssl_handshake_timeout=10 if ssl_context is not None else None,
-            backlog=4096)
-        try:
-            bound = server.sockets[0].getsockname()[1]
-            task_status.started(server_url(host, bound, secure=ssl_context is not None))
-            await anyio.sleep_forever()
-        finally:
-            server.close()
-            tasks.cancel_scope.cancel()
+    def accepted(stream: AsyncioByteStream) -> None:
+        _PushPeer(stream, config, rest, peers)
 
-
-async def _serve_stream(stream: AsyncioByteStream, config: ServerConfig,
-                        rest: LocalRest) -> None:
+    server = await loop.create_server(
+        lambda: AsyncioByteStream(loop, on_connect=accepted), host, port,
+        ssl=ssl_context, ssl_handshake_timeout=10 if ssl_context is not None else None,
+        backlog=4096)
     try:
-        await _Peer(stream, config, rest).run()
-    except _TRANSPORT_ERRORS:
-        pass
+        bound = server.sockets[0].getsockname()[1]
+        task_status.started(server_url(host, bound, secure=ssl_context is not None))
+        await anyio.sleep_forever()
     finally:
-        await stream.aclose()
+        server.close()
+        for peer in list(peers):
+            peer.abort()
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(0)  # the aborted sockets close on this loop round
+
+
+class _PushPeer:
+    """(asyncio) One accepted connection, served in the loop's callbacks.
+
+    What ``_Peer`` does with a reader and a timer task, without a task: the
+    stream hands each read to ``data_in``, the session's next deadline is one
+    loop timer, and output goes to the transport at once. No wake-up per
+    message; reading pauses while the client does not take our output.
+    """
+
+    def __init__(self, stream: AsyncioByteStream, config: ServerConfig, rest: LocalRest,
+                 peers: set[_PushPeer]) -> None:
+        self.stream = stream
+        self.config = config
+        self.rest = rest
+        self.now: Callable[[], float] = asyncio.get_running_loop().time
+        now = self.now()
+        self.conn = ServerConnection(now=now)
+        self.session = ServerSession(self.conn, config, now,
+                                     engine_factory=rest.metered(config.engine_factory))
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._finished = False
+        self._dropping = False
+        self._peers = peers
+        peers.add(self)
+        stream.set_receiver(self)
+        self._after(now)
+
+    # -- the stream's callbacks --
+
+    def data_in(self, data: bytes) -> None:
+        if self._finished:
+            return  # after the end (or during an injected drop), input is dropped
+        now = self.now()
+        conn = self.conn
+        conn.receive_data(data, now=now)
+        if conn.http_request is not None:  # a REST call, not a WebSocket
+            self._answer(conn.http_request)
+        else:
+            self.session.handle_events(conn.events_received(), now)
+        self._after(now)
+
+    def eof_in(self) -> None:
+        if self._finished:
+            if self._dropping:
+                self.stream.close_soon(LAST_WORDS_S)  # the client read our FIN and answered
+            return
+        now = self.now()
+        self.conn.receive_eof(now=now)
+        self.session.handle_events(self.conn.events_received(), now)
+        self._after(now)
+
+    def lost_in(self, exc: BaseException) -> None:
+        if self._finished:
+            return
+        now = self.now()
+        self.conn.transport_failed(exc, now=now)
+        self.session.handle_events(self.conn.events_received(), now)
+        self._after(now)
+
+    def write_resumed(self) -> None:
+        """The client took our output: read its input again."""
+        if not self._finished:
+            self.stream.resume_reading()
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        if self._finished:
+            return
+        now = self.now()
+        self.session.handle_timer(now)
+        self.session.handle_events(self.conn.events_received(), now)
+        self._after(now)
+
+    # -- after every input --
+
+    def _after(self, now: float) -> None:
+        stream = self.stream
+        data = self.conn.data_to_send()
+        if data:  # what was queued before an injected drop still goes out
+            with contextlib.suppress(*_TRANSPORT_ERRORS):
+                stream.write_nowait(data)
+            if stream.writing_paused:
+                stream.pause_reading()  # backpressure: the client does not read
+        if self.conn.state is ConnectionState.CLOSED or self.session.abort_transport:
+            self._finish()
+            return
+        deadline = self.session.next_deadline()
+        if deadline is not None and deadline < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = stream.call_at(deadline, self._on_timer)
+
+    def _answer(self, request: HttpRequest) -> None:
+        config = self.config
+        answer = self.rest.answer(request.method, request.target, request.header("x-api-key"),
+                                  api_keys=config.api_keys, tokens=config.tokens,
+                                  now=time.time())
+        self.conn.respond(answer.status, answer.body)
+
+    def _finish(self) -> None:
+        """Last words go out (bounded), then the socket closes; a drop ends with a FIN."""
+        self._finished = True
+        self._peers.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        stream = self.stream
+        if not self.session.abort_transport:
+            stream.close_soon(LAST_WORDS_S)
+            return
+        # The injected drop: a FIN, not a reset (closing with unread input
+        # would make the kernel send RST, which can discard what the client
+        # has not read yet); then wait (bounded) for the client's end.
+        self._dropping = True
+        try:
+            stream.write_eof()
+        except _TRANSPORT_ERRORS:
+            stream.close_soon(0.0)
+            return
+        stream.call_at(self.now() + _DROP_WAIT_S, self.abort)
+
+    def abort(self) -> None:
+        """Drop the socket now (the server is stopping, or a drop's wait ended)."""
+        self._finished = True
+        self._peers.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.stream.close_soon(0.0)
 
 
 async def _handle(stream: anyio.abc.ByteStream, *, config: ServerConfig, rest: LocalRest,
