@@ -112,9 +112,11 @@ class AsyncioByteStream(asyncio.BufferedProtocol):
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *,
-                 on_connect: Callable[[AsyncioByteStream], None] | None = None) -> None:
+                 on_connect: Callable[[AsyncioByteStream], None] | None = None,
+                 max_read: int = _READ_BUFFER) -> None:
         self._loop = loop
         self._on_connect = on_connect
+        self._max_read = min(max_read, _READ_BUFFER)
         self._transport: asyncio.Transport | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -139,7 +141,8 @@ class AsyncioByteStream(asyncio.BufferedProtocol):
             self._on_connect(self)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return _read_buffer()
+        buffer = _read_buffer()
+        return buffer if self._max_read == _READ_BUFFER else buffer[:self._max_read]
 
     def buffer_updated(self, nbytes: int) -> None:
         self.data_received(bytes(_read_buffer()[:nbytes]))

@@ -41,6 +41,10 @@ from ._backend import BACKEND, running_on_asyncio
 __all__ = ["serve", "run_server", "ServerConfig", "server_url"]
 
 _READ_SIZE = 256 * 1024
+_PUSH_READ = 64 * 1024
+"""Most bytes one callback takes from one client (about a dozen audio messages):
+a server behind on 1000 clients would otherwise spend seconds per loop round on
+256 KiB reads, and new connections would time out before their upgrade."""
 _DROP_WAIT_S = 2.0
 """How long an injected drop waits for the client's end after our FIN."""
 _TRANSPORT_ERRORS = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError,
@@ -113,7 +117,7 @@ async def _serve_asyncio(host: str, port: int, config: ServerConfig, rest: Local
         _PushPeer(stream, config, rest, peers)
 
     server = await loop.create_server(
-        lambda: AsyncioByteStream(loop, on_connect=accepted), host, port,
+        lambda: AsyncioByteStream(loop, on_connect=accepted, max_read=_PUSH_READ), host, port,
         ssl=ssl_context, ssl_handshake_timeout=10 if ssl_context is not None else None,
         backlog=4096)
     try:
