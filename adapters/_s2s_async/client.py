@@ -176,16 +176,18 @@ class OpenStream:
         await self._stop()
 
     async def _stop(self) -> None:
-        feeding, self._feeding = self._feeding, None
-        if feeding is not None:
-            feeding.cancel()
-            await feeding.done.wait()
-        chain, self._chain = self._chain, None
-        if chain is not None:
-            await chain.aclose()
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await conn.aclose()
+        # Shielded: a cancelled caller must still close what it opened.
+        with self._client.backend.cancel_shielded():
+            feeding, self._feeding = self._feeding, None
+            if feeding is not None:
+                feeding.cancel()
+                await feeding.done.wait()
+            chain, self._chain = self._chain, None
+            if chain is not None:
+                await chain.aclose()
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await conn.aclose()
 
 
 async def _feed(chain: RequestChain, source: _Source) -> None:
