@@ -35,7 +35,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -88,23 +88,19 @@ def _describe(exc: BaseException) -> str:
 
 # -- asyncio (ours on asyncio or uvloop, and the SDK): one harness, two clients --
 
-class _AsyncClient:
+class _AsyncClient(Protocol):
     """What the asyncio harness calls: open a session, send, end, iterate."""
 
-    def open(self, run: _Run) -> Any:
-        raise NotImplementedError
+    def open(self, run: _Run) -> Any: ...
 
-    async def send(self, session: Any, chunk: npt.NDArray[np.int16]) -> None:
-        raise NotImplementedError
+    async def send(self, session: Any, chunk: npt.NDArray[np.int16]) -> None: ...
 
-    async def end(self, session: Any) -> None:
-        raise NotImplementedError
+    async def end(self, session: Any) -> None: ...
 
-    async def consume(self, session: Any) -> int:
-        raise NotImplementedError
+    async def consume(self, session: Any) -> int: ...
 
 
-class _Ours(_AsyncClient):
+class _Ours:
     def open(self, run: _Run) -> Any:
         import s2s_anyio
 
@@ -126,7 +122,7 @@ class _Ours(_AsyncClient):
         return received
 
 
-class _Sdk(_AsyncClient):
+class _Sdk:
     def open(self, run: _Run) -> Any:
         from gradium.client import GradiumClient
 

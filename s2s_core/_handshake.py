@@ -76,11 +76,7 @@ class UpgradeRequest:
 
     def header(self, name: str) -> str | None:
         """The first value of a header (case-insensitive), or None."""
-        key = name.lower().encode()
-        for k, v in self.headers:
-            if k.lower() == key:
-                return v.decode("latin-1")
-        return None
+        return _header(self.headers, name)
 
     def __repr__(self) -> str:
         path = self.target.split("?")[0]
@@ -103,15 +99,19 @@ class HttpRequest:
 
     def header(self, name: str) -> str | None:
         """The first value of a header (case-insensitive), or None."""
-        key = name.lower().encode()
-        for k, v in self.headers:
-            if k.lower() == key:
-                return v.decode("latin-1")
-        return None
+        return _header(self.headers, name)
 
     def __repr__(self) -> str:
         path = self.target.split("?")[0]
         return f"HttpRequest({self.method} {path!r})"  # never show the query or the key
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: str) -> str | None:
+    key = name.lower().encode()
+    for k, v in headers:
+        if k.lower() == key:
+            return v.decode("latin-1")
+    return None
 
 
 class _HeadBuffer:

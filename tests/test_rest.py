@@ -495,7 +495,9 @@ def test_rest_uses_the_tls_context(rest: RestRunner,
 def test_httpx_is_imported_on_the_first_call_only() -> None:
     code = ("import sys, _s2s_async.rest, s2s_threaded.rest, s2s_core.rest\n"
             "assert 'httpx' not in sys.modules, 'imported with the clients'")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_the_server_answers_rest_on_trio_too() -> None:
