@@ -19,13 +19,20 @@ every client on one event loop: only the calls into the client differ. Modes:
 - ``trio``: ``s2s_trio`` (trio's tasks, clock and sleeps);
 - ``threaded``: ``s2s_threaded``, a sending thread and a consuming thread
   per session (plus the connection's reader thread);
-- ``sdk`` / ``sdk-uvloop``: the official SDK's ``s2s_realtime`` on asyncio / uvloop.
+- ``sdk`` / ``sdk-uvloop``: the official SDK's ``s2s_realtime`` on asyncio / uvloop;
+- ``floor`` / ``floor-uvloop``: no client at all, the least any client on that
+  loop can cost in this harness: the upgrade request and the setup written
+  without waiting, then per chunk one write of a frame built before the run
+  (the same bytes a client would send), and on the way back only a count of
+  the bytes read (no parsing, no per-message wake-up), until the output's
+  size has arrived. What a real client costs above it is its own work.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import resource
@@ -33,7 +40,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -54,7 +61,8 @@ from ._common import (
 __all__ = ["MODES", "main"]
 
 API_KEY = "bench-key"
-MODES = ("anyio-asyncio", "anyio-uvloop", "trio", "threaded", "sdk", "sdk-uvloop")
+MODES = ("anyio-asyncio", "anyio-uvloop", "trio", "threaded", "sdk", "sdk-uvloop",
+         "floor", "floor-uvloop")
 
 
 @dataclass
@@ -140,6 +148,100 @@ class _Sdk:
             if msg.get("type") == "audio":
                 received += len(msg["audio"])
         return received
+
+
+class _FloorProtocol(asyncio.BufferedProtocol):
+    """Counts the bytes read into one reused buffer; says when ``want`` have come."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(16 * 1024)
+        self.received = 0
+        self.want: int | None = None
+        self.arrived = asyncio.get_running_loop().create_future()
+
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.received += nbytes
+        if self.want is not None and self.received >= self.want:
+            self._arrive()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._arrive()
+
+    def _arrive(self) -> None:
+        if not self.arrived.done():
+            self.arrived.set_result(None)
+
+
+@dataclass
+class _FloorSession:
+    transport: asyncio.Transport
+    protocol: _FloorProtocol
+    sent: int = 0
+
+
+class _FloorFrames:
+    """Every frame a session writes, built once for all sessions."""
+
+    def __init__(self, run: _Run) -> None:
+        from s2s_core import Setup
+        from s2s_core._frames import FrameWriter, Opcode
+        from s2s_core._wire import encode_audio, encode_end_of_stream, encode_setup
+
+        writer = FrameWriter(mask=True)
+        host_port = run.url.split("//", 1)[1].split("/", 1)[0]
+        self.host, port = host_port.rsplit(":", 1)
+        self.port = int(port)
+        upgrade = (f"GET /api/speech/s2s HTTP/1.1\r\nHost: {host_port}\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: c2NhbGUtZmxvb3ItMDAwMA==\r\n"
+                   f"Sec-WebSocket-Version: 13\r\nx-api-key: {API_KEY}\r\n\r\n").encode()
+        setup = Setup.from_mapping(sdk_setup())
+        self.opening = upgrade + writer.frame(Opcode.TEXT, encode_setup(setup))
+        self.audio = [writer.frame(Opcode.TEXT, encode_audio(chunk.tobytes()))
+                      for chunk in run.chunks]
+        self.end = writer.frame(Opcode.TEXT, encode_end_of_stream())
+        self.close = writer.close_frame(1000)
+        # The server's output: 48 kHz int16 in base64; the JSON around it is extra.
+        self.output_bytes = round(run.seconds * 48000) * 2 * 4 // 3
+
+
+class _Floor:
+    frames: _FloorFrames | None = None
+
+    @contextlib.asynccontextmanager
+    async def open(self, run: _Run) -> AsyncIterator[_FloorSession]:
+        frames = self.frames = self.frames or _FloorFrames(run)
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_connection(_FloorProtocol, frames.host,
+                                                           frames.port)
+        transport.write(frames.opening)
+        try:
+            yield _FloorSession(transport, protocol)
+        finally:
+            transport.close()
+
+    async def send(self, session: _FloorSession, chunk: npt.NDArray[np.int16]) -> None:
+        assert self.frames is not None
+        session.transport.write(self.frames.audio[session.sent])
+        session.sent += 1
+
+    async def end(self, session: _FloorSession) -> None:
+        assert self.frames is not None
+        session.transport.write(self.frames.end)
+        session.protocol.want = self.frames.output_bytes
+        if session.protocol.received >= self.frames.output_bytes:
+            session.protocol._arrive()
+
+    async def consume(self, session: _FloorSession) -> int:
+        assert self.frames is not None
+        await session.protocol.arrived
+        if session.protocol.received < self.frames.output_bytes:
+            raise ConnectionError(f"closed after {session.protocol.received} bytes")
+        session.transport.write(self.frames.close)
+        return self.frames.output_bytes * 3 // 4
 
 
 async def _asyncio_session(client: _AsyncClient, run: _Run, i: int, start_at: float) -> None:
@@ -347,7 +449,8 @@ def _run_mode(mode: str, run: _Run, server_pid: int | None, deadline: float) -> 
         return result
     if mode == "threaded":
         return _threaded_main(run, server_pid, deadline)
-    client: _AsyncClient = _Sdk() if mode.startswith("sdk") else _Ours()
+    client: _AsyncClient = (_Sdk() if mode.startswith("sdk")
+                            else _Floor() if mode.startswith("floor") else _Ours())
     if mode.endswith("uvloop"):
         import uvloop
 
@@ -363,6 +466,8 @@ _IMPORTS = {
     "threaded": ("s2s_threaded",),
     "sdk": ("aiohttp", "gradium.client"),
     "sdk-uvloop": ("aiohttp", "gradium.client", "uvloop"),
+    "floor": (),
+    "floor-uvloop": ("uvloop",),
 }
 
 

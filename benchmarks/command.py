@@ -86,7 +86,9 @@ def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
     scale.add_argument("--scale-modes", type=_csv, metavar="LIST",
                        help="client modes of the scale benchmark; the first is judged, the "
                             "others reported (default anyio-asyncio; also anyio-uvloop, trio, "
-                            "threaded, sdk-uvloop)")
+                            "threaded, sdk-uvloop, and floor, floor-uvloop: no client, only "
+                            "prebuilt bytes written and bytes read counted, the least any "
+                            "client can cost here)")
     scale.add_argument("--scale-seconds", type=float,
                        help="seconds per session (default 20; quick 5)")
     scale.add_argument("--ramp", type=float,

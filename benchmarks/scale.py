@@ -10,7 +10,10 @@ compares runs made minutes apart on the same machine. The targets (issue 17):
   under one core.
 
 They are judged on the first mode (``anyio-asyncio`` by default); the other
-modes are reported beside it. The load average is recorded with every run.
+modes are reported beside it. The ``floor`` modes are no client at all (see
+``_scale_worker``): their ratio against the SDK is the most any client on that
+loop can reach in this harness, so they show which targets a machine allows. The load average is
+recorded with every run.
 """
 
 from __future__ import annotations
