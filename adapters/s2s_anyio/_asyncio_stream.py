@@ -235,6 +235,11 @@ class AsyncioByteStream(asyncio.BufferedProtocol):
         return self._writing_paused
 
     @property
+    def lost(self) -> bool:
+        """The transport is gone (``connection_lost`` ran)."""
+        return self._lost
+
+    @property
     def buffered(self) -> bool:
         """Received bytes wait unread (``receive_some`` would not wait)."""
         return bool(self._chunks)
@@ -282,7 +287,7 @@ class AsyncioByteStream(asyncio.BufferedProtocol):
         transport = self._transport
         if transport is None or self._lost:
             return
-        if transport.get_write_buffer_size():
+        if abort_after > 0 and transport.get_write_buffer_size():
             transport.close()
             self._loop.call_later(abort_after, transport.abort)
         else:

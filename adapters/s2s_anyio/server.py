@@ -11,6 +11,7 @@ import contextlib
 import math
 import ssl
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -112,12 +113,27 @@ async def _serve_asyncio(host: str, port: int, config: ServerConfig, rest: Local
     and each connection is served in the loop's callbacks (``_PushPeer``)."""
     loop = asyncio.get_running_loop()
     peers: set[_PushPeer] = set()
+    # Every stream whose transport may still be open, a finished peer's too (its
+    # last words or a drop's wait are still on a timer): at the end they are all
+    # aborted, so none is left for the garbage collector to close after the
+    # server (CPython 3.13.0's server then fails in its _detach).
+    streams: weakref.WeakSet[AsyncioByteStream] = weakref.WeakSet()
+
+    stopping = False
 
     def accepted(stream: AsyncioByteStream) -> None:
+        if stopping:
+            stream.close_soon(0.0)
+            return
         _PushPeer(stream, config, rest, peers)
 
+    def new_stream() -> AsyncioByteStream:
+        stream = AsyncioByteStream(loop, on_connect=accepted, max_read=_PUSH_READ)
+        streams.add(stream)
+        return stream
+
     server = await loop.create_server(
-        lambda: AsyncioByteStream(loop, on_connect=accepted, max_read=_PUSH_READ), host, port,
+        new_stream, host, port,
         ssl=ssl_context, ssl_handshake_timeout=10 if ssl_context is not None else None,
         backlog=4096)
     try:
@@ -125,11 +141,25 @@ async def _serve_asyncio(host: str, port: int, config: ServerConfig, rest: Local
         task_status.started(server_url(host, bound, secure=ssl_context is not None))
         await anyio.sleep_forever()
     finally:
+        stopping = True
         server.close()
         for peer in list(peers):
             peer.abort()
         with anyio.CancelScope(shield=True):
-            await anyio.sleep(0)  # the aborted sockets close on this loop round
+            # Aborted sockets close on the next loop round; one just accepted
+            # is aborted when it is made. Bounded: 1 s.
+            for _ in range(_STOP_ROUNDS):
+                left = [stream for stream in streams if not stream.lost]
+                if not left:
+                    break
+                for stream in left:
+                    stream.close_soon(0.0)
+                await anyio.sleep(_STOP_ROUND_S)
+
+
+_STOP_ROUNDS = 100
+_STOP_ROUND_S = 0.01
+"""At shutdown, how often and how long to wait for the aborted sockets to close."""
 
 
 class _PushPeer:
