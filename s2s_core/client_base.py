@@ -5,31 +5,41 @@ from __future__ import annotations
 import os
 import ssl
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
-from .audio_input import InputChunker, check_length
+from .chain import ChainRequest, ChainView
+from .client_docs import EITHER, S2S_STREAM, shared_doc
 from .errors import LocalProtocolError, MissingCredentials
-from .events import Ready
+from .events import Ready, ServerEvent
+from .input_plan import InputAttempts, InputOptions, WholeInput, plan_input
 from .metrics import Metrics
-from .options import ClientOptions
+from .options import LEAD_IN_SILENCE_S, TRAILING_SILENCE_S, ClientOptions
 from .request_table import RequestHandle
 from .rest import RestSettings
 from .results import ResultCollector, TextWithTimestamps
 from .setup import Setup
-from .stitcher import Stitcher
 from .urls import DEFAULT_BASE_URL, s2s_url
 
-__all__ = ["ClientBase", "StreamInfo", "SessionBase", "SetupLike", "plan_input", "ChainView",
-           "RequestView"]
+__all__ = ["ClientBase", "StreamInfo", "SetupLike", "RequestView", "RequestIteration",
+           "AsyncRequestIteration", "BlockingRequestIteration"]
 
 SetupLike = Setup | Mapping[str, Any]
 """A ``Setup`` or the official SDK's setup dict."""
 
 
-class ClientBase:
-    """Credentials, endpoint and options of an ``S2SClient`` (any adapter).
+AudioT = TypeVar("AudioT")
+StreamConnT = TypeVar("StreamConnT")
+OpenStreamT = TypeVar("OpenStreamT")
+
+
+class ClientBase(Generic[AudioT, StreamConnT, OpenStreamT]):
+    """Credentials, endpoint and options of an ``S2SClient`` (any adapter), and ``s2s_stream``.
+
+    Each adapter's client gives its kinds: the audio sources it can pull
+    (``AudioT``), its connections (``StreamConnT``) and what ``s2s_stream``
+    returns (``OpenStreamT``, made by its ``_open_stream``).
 
     Args:
         api_key: Defaults to the GRADIUM_API_KEY environment variable.
@@ -69,33 +79,47 @@ class ClientBase:
         auth = "api_key=***" if self._api_key is not None else "token=***"
         return f"{type(self).__name__}(url={self.url!r}, {auth})"
 
+    @shared_doc(S2S_STREAM, **EITHER)
+    def s2s_stream(self, setup: SetupLike, audio: AudioT, *, sample_rate: int | None = None,
+                   pace: float | None = 1.0, trailing_silence_s: float = TRAILING_SILENCE_S,
+                   lead_in_silence_s: float = LEAD_IN_SILENCE_S, keep_audio: bool = False,
+                   connection: StreamConnT | None = None, downmix: bool = False) -> OpenStreamT:
+        """Send ``audio`` as one input; the stream is yielded once ready.
 
-class _HasRequest(Protocol):
-    @property
-    def ready(self) -> Ready | None: ...
+        In the async clients (``s2s_anyio``, ``s2s_trio``) a background task
+        sends the input; in ``s2s_threaded`` the thread that iterates the
+        stream sends it (see its ``S2SStream``). Every argument is checked
+        here, before anything is sent.
+        """
+        plan = plan_input(setup, audio, self.options, sample_rate=sample_rate, pace=pace,
+                          trailing_silence_s=trailing_silence_s,
+                          lead_in_silence_s=lead_in_silence_s, keep_audio=keep_audio,
+                          downmix=downmix)
+        return self._open_stream(InputAttempts(plan, retry=self.options.retry,
+                                               connection=connection))
 
-    @property
-    def metrics(self) -> Metrics: ...
+    def _open_stream(self, attempts: InputAttempts[StreamConnT]) -> OpenStreamT:
+        """The adapter's ``OpenStream`` (retried until ready as ``attempts`` says)."""
+        raise NotImplementedError
 
-    @property
-    def text_with_timestamps(self) -> list[TextWithTimestamps]: ...
+    def _whole_input(self, setup: SetupLike, audio: object, sample_rate: int | None,
+                     options: InputOptions, now: float) -> WholeInput:
+        """``s2s``'s input, its arguments checked (before anything is sent; see ``plan_input``).
+
+        ``now``: the adapter's clock (the retry budget counts from it).
+        """
+        plan = plan_input(setup, audio, self.options, sample_rate=sample_rate, keep_audio=True,
+                          **options)
+        return WholeInput(plan, self.options.retry, now)
 
 
-class _ChainRequest(Protocol):
-    @property
-    def ready(self) -> Ready | None: ...
-
-    @property
-    def metrics(self) -> Metrics: ...
-
-
-ChainRequestT = TypeVar("ChainRequestT", bound=_ChainRequest)
+ChainRequestT = TypeVar("ChainRequestT", bound=ChainRequest)
 
 
 class StreamInfo(Generic[ChainRequestT]):
     """What an ``S2SStream`` tells about its input's requests, as the official SDK names it."""
 
-    _request: ChainView[ChainRequestT]
+    _request: ChainView[Any, ChainRequestT, Any]
 
     @property
     def request(self) -> ChainRequestT:
@@ -139,129 +163,6 @@ class StreamInfo(Generic[ChainRequestT]):
     def metrics(self) -> Metrics:
         """Latency and throughput so far (live; final once the request ended)."""
         return self._request.metrics
-
-
-class _HasCore(Protocol):
-    @property
-    def core(self) -> Any: ...
-
-
-ConnT = TypeVar("ConnT", bound=_HasCore)
-RequestT = TypeVar("RequestT", bound=_HasRequest)
-
-
-class SessionBase(Generic[ConnT, RequestT]):
-    """What a ``Session`` (a connection with its one request) tells, in every adapter."""
-
-    def __init__(self, conn: ConnT, request: RequestT) -> None:
-        self.connection = conn
-        self.request = request
-
-    def __repr__(self) -> str:
-        return f"<Session {self.connection.core!r}>"
-
-    @property
-    def ready(self) -> Ready | None:
-        """The server's ``ready``, once received."""
-        return self.request.ready
-
-    @property
-    def text_with_timestamps(self) -> list[TextWithTimestamps]:
-        """Text segments received so far."""
-        return self.request.text_with_timestamps
-
-    @property
-    def metrics(self) -> Metrics:
-        """Latency and throughput so far (live; final once the request ended)."""
-        return self.request.metrics
-
-
-def plan_input(setup: SetupLike, audio: object, options: ClientOptions, *,
-               sample_rate: int | None, trailing_silence_s: float, lead_in_silence_s: float,
-               downmix: bool) -> tuple[Setup, Callable[[], InputChunker]]:
-    """The setup and a chunker factory for one input of ``s2s``/``s2s_stream``.
-
-    Every argument, and an input given whole, is checked here, before
-    anything is sent. The factory makes one chunker per attempt (a fresh
-    resampler and split plan each time).
-
-    Raises:
-        InvalidSetup: The setup is invalid.
-        InvalidAudio: ``sample_rate``, a silence length or a whole array is
-            refused.
-        InputTooLong: A whole opus input is longer than ``max_request_s``.
-    """
-    checked = setup if isinstance(setup, Setup) else Setup.from_mapping(setup)
-
-    def chunker() -> InputChunker:
-        return InputChunker(checked, sample_rate=sample_rate,
-                            trailing_silence_s=trailing_silence_s,
-                            lead_in_silence_s=lead_in_silence_s,
-                            max_request_s=options.max_request_s,
-                            split_search_s=options.split_search_s, downmix=downmix)
-
-    first = chunker()
-    first.check(audio)
-    check_length(first, audio)
-    return checked, chunker
-
-
-class _ChainLink(Protocol[ChainRequestT]):
-    request: ChainRequestT | None
-
-
-class ChainView(Generic[ChainRequestT]):
-    """What a chain of requests (one input split over several) tells, in every adapter.
-
-    The adapters' ``RequestChain`` keep their links (a request and its
-    connection each) in ``_links`` by segment index and a ``Stitcher``.
-    """
-
-    _links: Mapping[int, _ChainLink[ChainRequestT]]
-    stitcher: Stitcher
-
-    def __repr__(self) -> str:
-        return f"<RequestChain {len(self._links)} request(s), reading {self.stitcher.current}>"
-
-    @property
-    def ready(self) -> Ready | None:
-        """The first request's ``ready``, once received."""
-        first = self._links[0].request
-        return first.ready if first is not None else None
-
-    @property
-    def text_with_timestamps(self) -> list[TextWithTimestamps]:
-        """Text segments read so far, in input time."""
-        return self.stitcher.texts
-
-    def _current_metrics(self) -> Metrics | None:
-        """The current request's metrics, or None before any request started."""
-        link = self._links.get(self.stitcher.current, self._links.get(0))
-        request = None if link is None else link.request
-        return None if request is None else request.metrics
-
-    @property
-    def metrics(self) -> Metrics:
-        """The latency figures of the request being read now (live).
-
-        A split input's requests each have their own; this is the current
-        one's (the first request's until the second one's output begins).
-        """
-        return self.request.metrics
-
-    @property
-    def request(self) -> ChainRequestT:
-        """The request being read now."""
-        link = self._links.get(self.stitcher.current, self._links[0])
-        request = link.request or self._links[0].request
-        assert request is not None
-        return request
-
-    @property
-    def requests(self) -> list[ChainRequestT]:
-        """Every request started so far, in input order."""
-        return [link.request for _, link in sorted(self._links.items())
-                if link.request is not None]
 
 
 class RequestView:
@@ -324,3 +225,51 @@ class RequestView:
     def metrics(self) -> Metrics:
         """Latency and throughput so far (live; final once the request ended)."""
         return self.handle.metrics()
+
+
+ViewT = TypeVar("ViewT", bound=RequestView)
+
+
+class RequestIteration(Generic[ViewT]):
+    """One consumer's pass over a request's events (the adapters' event iterators).
+
+    Each step claims the request (one iterator at a time: ``claim``); the
+    adapter drops the claim when a step fails, ``_took`` when the events end.
+    """
+
+    __slots__ = ("__weakref__", "_request")
+
+    _stop: ClassVar[type[Exception]]
+    """What ends the iteration (``StopIteration`` or ``StopAsyncIteration``)."""
+
+    def __init__(self, request: ViewT) -> None:
+        self._request = request
+
+    def _took(self, event: ServerEvent | None) -> ServerEvent:
+        """``event``, or the end of the iteration after the last one (the claim dropped)."""
+        if event is None:
+            self._request.release(self)
+            raise self._stop
+        return event
+
+
+class AsyncRequestIteration(RequestIteration[ViewT]):
+    """An async iterator over a request's events (the adapter awaits in ``__anext__``)."""
+
+    __slots__ = ()
+
+    _stop = StopAsyncIteration
+
+    def __aiter__(self) -> Self:
+        return self
+
+
+class BlockingRequestIteration(RequestIteration[ViewT]):
+    """An iterator over a request's events (the adapter blocks in ``__next__``)."""
+
+    __slots__ = ()
+
+    _stop = StopIteration
+
+    def __iter__(self) -> Self:
+        return self

@@ -140,6 +140,14 @@ class InputFeeder:
             raise LocalProtocolError("feed() only after next_step() asked for input")
         self._chunks = self._chunker.feed(piece)
 
+    def pulled(self, piece: bytes | bytearray | memoryview | np.ndarray | None) -> None:
+        """A piece pulled from the source (``Step.NEED_INPUT``): ``feed`` it, or ``finish``
+        at the source's end (None)."""
+        if piece is None:
+            self.finish()
+        else:
+            self.feed(piece)
+
     def finish(self) -> None:
         """The source is exhausted: the tail and trailing silence follow."""
         if self._finished:

@@ -24,13 +24,14 @@ that is not JSON, or not the documented shape, raises ``InvalidResponse``.
 
 from __future__ import annotations
 
+import contextlib
 import http
 import ssl
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypedDict, TypeVar, Unpack
 
 import msgspec
 
@@ -53,6 +54,8 @@ __all__ = [
     "RestApi",
     "RestArgumentError",
     "RestCall",
+    "RestClientBase",
+    "Response",
     "RestError",
     "Token",
     "Voice",
@@ -212,6 +215,19 @@ def _error_class(status: int) -> type[RestError]:
 # -- the calls --
 
 
+class Response(Protocol):
+    """What ``RestCall.read`` reads of an answer (an ``httpx.Response`` is one)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+
 @dataclass(frozen=True, repr=False)
 class RestCall(Generic[T]):
     """One REST request to send, and the parser of its answer.
@@ -261,6 +277,10 @@ class RestCall(Generic[T]):
             return self._read(data)
         except (msgspec.ValidationError, _ShapeError) as exc:
             raise self._invalid(status, str(exc)) from None
+
+    def read(self, response: Response) -> T:
+        """The typed result of an httpx response (``parse`` of its status, headers, body)."""
+        return self.parse(response.status_code, response.headers, response.content)
 
     def _invalid(self, status: int, detail: str) -> InvalidResponse:
         return InvalidResponse(self.endpoint, self.public_url, status, detail)
@@ -570,6 +590,20 @@ class RestSettings:
                 "proxy": self._proxy, "trust_env": self._trust_env,
                 "follow_redirects": False}
 
+    @contextlib.contextmanager
+    def transport_errors(self, call: RestCall[Any]) -> Iterator[None]:
+        """Around the exchange of ``call``: an httpx transport failure raises our typed error.
+
+        Raises:
+            ConnectTimeout, S2STimeoutError, ConnectError: See ``transport_error``.
+        """
+        import httpx
+
+        try:
+            yield
+        except httpx.TransportError as exc:
+            raise self.transport_error(call, exc) from exc
+
     def transport_error(self, call: RestCall[Any], exc: httpx.TransportError) -> S2SError:
         """Our typed error for an httpx transport failure (no answer was read)."""
         import httpx
@@ -593,3 +627,20 @@ def _reason(exc: BaseException) -> str:
             reason = f"{type(cause).__name__}: {cause}"
         cause = cause.__cause__ or cause.__context__
     return reason
+
+
+class RestClientBase:
+    """The REST calls on their own: ``RestSettings``' arguments (each adapter adds the calls).
+
+    Args:
+        base_url: The API base (``https://api.gradium.ai/api/``).
+        api_key: The account's key.
+        **options: ``RestSettings``' keyword arguments.
+    """
+
+    def __init__(self, base_url: str, api_key: str | None,
+                 **options: Unpack[RestOptions]) -> None:
+        self._rest = RestSettings(base_url, api_key, **options)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._rest.api!r})"

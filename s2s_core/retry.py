@@ -440,6 +440,20 @@ class Retrier:
         logger.info("attempt %d failed: %s; retrying in %.2f s", number, reason, delay)
         return Retry(delay, reason, attempt)
 
+    def retry_delay(self, error: BaseException, *, now: float, output_reached_caller: bool,
+                    replayable: bool) -> float:
+        """``on_failure`` for a caller that sleeps, then tries again: how long to sleep.
+
+        Raises:
+            BaseException: ``error`` itself (``attempts`` set on it), when
+                no retry follows.
+        """
+        decision = self.on_failure(error, now=now, output_reached_caller=output_reached_caller,
+                                   replayable=replayable)
+        if isinstance(decision, GiveUp):
+            raise decision.error
+        return decision.delay_s
+
     def _refusal(self, detail: Classification, number: int, output_reached_caller: bool,
                  replayable: bool) -> str | None:
         """Why no retry is allowed, or None when one may be."""

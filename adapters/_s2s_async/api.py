@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol, Unpack
 
 from s2s_core.client_base import SetupLike
+from s2s_core.client_docs import CONNECT, OPEN_CONNECTION, shared_doc
 from s2s_core.options import ClientOptions, OptionKwargs
 
 from .backend import Backend
@@ -30,33 +31,24 @@ class OpenConnectionFunction(Protocol):
 def bind(backend: Backend) -> tuple[ConnectFunction, OpenConnectionFunction]:
     """The adapter's ``connect`` and ``open_connection`` for ``backend``."""
 
+    @shared_doc(CONNECT)
     def connect(url: str, setup: SetupLike, *, api_key: str | None = None,
                 token: str | None = None, keep_audio: bool = False,
                 options: ClientOptions | None = None,
                 **kwargs: Unpack[OptionKwargs]) -> OpenSession:
-        """Open a session: connect, send ``setup``; close when the block exits.
+        """Open a session: ``async with connect(...) as session``; close when the block exits.
 
-        Args:
-            url: The ``ws://``/``wss://`` S2S endpoint.
-            setup: A ``Setup`` or a dict of its fields.
-            api_key: Sent as ``x-api-key``.
-            token: Single-use token, sent as ``?token=``.
-            keep_audio: Keep output audio for ``result()``.
-            options: Every connection setting (``ClientOptions``).
-            **kwargs: Any ``ClientOptions`` field, replacing ``options``'
-                (``connect_timeout=``, ``idle_timeout=``, ``queue_size=``...).
+        Connects and sends ``setup`` on entry.
         """
         return OpenSession(backend, url, setup, api_key=api_key, token=token,
                            keep_audio=keep_audio,
                            options=ClientOptions.from_kwargs(options, **kwargs))
 
+    @shared_doc(OPEN_CONNECTION)
     def open_connection(url: str, *, api_key: str | None = None, token: str | None = None,
                         options: ClientOptions | None = None,
                         **kwargs: Unpack[OptionKwargs]) -> OpenConnection:
-        """Open a bare connection for several requests (``await conn.start(setup)``).
-
-        Arguments as for ``connect``.
-        """
+        """Open a bare connection for several requests (``await conn.start(setup)``)."""
         return OpenConnection(backend, url, api_key=api_key, token=token,
                               options=ClientOptions.from_kwargs(options, **kwargs))
 

@@ -1,131 +1,78 @@
-"""The requests of one input read as one stream: one, or several when it is split (async).
+"""The requests of one input read as one stream (async): the waiting of ``s2s_core.chain``.
 
-``RequestChain`` keeps each request of an input with the connection it runs
-on. The input side (the feeder task, or ``send_audio`` of a live session)
-starts the next request when the core's ``InputFeeder`` says so (``START``:
-a new connection, set up while the previous request's tail still streams
-back) and sends each request its chunks once its ``ready`` came. The
-consumer reads the requests in order through the core's ``Stitcher``, which
-makes them one stream in input time.
-
-A later request that fails before anything of it reached the caller is
-opened again (as ``options.retry`` says, once the request before it has
-ended, so a concurrency cap it held is free) and everything it was sent is
-sent again (the feeder keeps it). The decisions are the core's; here is the
-waiting.
+The links and every decision (which request, what to send again, when to
+retry, what the caller gets) are the core's ``ChainView``; here are the
+locks, the wake-ups, connecting, writing and reading.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 
-from s2s_core.client_base import ChainView
+from s2s_core.chain import ChainLink, ChainView
 from s2s_core.errors import S2SError
 from s2s_core.events import StreamEvent
-from s2s_core.feeder import InputFeeder
-from s2s_core.options import WRITE_BATCH_BYTES
+from s2s_core.feeder import FeedStep, InputFeeder, Step
 from s2s_core.results import S2SResult
-from s2s_core.retry import GiveUp, Retrier
 from s2s_core.setup import Setup
 from s2s_core.stitcher import Stitcher
 
-from .backend import Backend, Event
+from .backend import Event
 from .connection import Connection, Connector
 from .primitives import Mutex
 from .request import Request
 
 __all__ = ["RequestChain"]
 
-
-class _Link:
-    """One request of the chain and the connection it runs on."""
-
-    __slots__ = ("conn", "eos_sent", "failure", "lock", "owned", "request", "retrier", "sent")
-
-    def __init__(self, backend: Backend) -> None:
-        self.conn: Connection | None = None
-        self.request: Request | None = None
-        self.owned = False
-        """The chain opened the connection: it closes it."""
-        self.failure: S2SError | None = None
-        """Why the request failed for good (not retried any more)."""
-        self.lock = Mutex(backend)
-        """Orders sends to this request and its replacement by a retry."""
-        self.retrier: Retrier | None = None
-        self.sent = 0
-        """Replay chunks the current request was sent."""
-        self.eos_sent = False
+_Link = ChainLink[Connection, Request, Mutex]
 
 
-class RequestChain(ChainView[Request]):
-    """The requests of one input, in order (see the module doc).
-
-    Args:
-        client: Opens the connections of the later requests.
-        setup: Every request's setup.
-        feeder: The input side's decisions (and the replay of what was sent).
-        stitcher: Joins the requests' events into one stream.
-        conn: The first request's connection (the caller closes it).
-        request: The first request.
-    """
+class RequestChain(ChainView[Connection, Request, Mutex]):
+    """The requests of one input, in order, for async callers (``ChainView``'s arguments)."""
 
     def __init__(self, client: Connector, setup: Setup, feeder: InputFeeder, stitcher: Stitcher,
                  conn: Connection, request: Request) -> None:
         self.backend = backend = client.backend
         self._client = client
-        self._setup = setup
-        self.feeder = feeder
-        self.stitcher = stitcher
-        stitcher.metrics_source = self._current_metrics
-        first = _Link(backend)
-        first.conn, first.request = conn, request
-        self._links: dict[int, _Link] = {0: first}
         self._changed: Event = backend.event()
-        self._pending: deque[StreamEvent] = deque()
+        super().__init__(client, setup, feeder, stitcher, conn, request)
+
+    def _new_lock(self) -> Mutex:
+        return Mutex(self.backend)
 
     # -- the input side --
 
-    async def start(self, segment: int) -> None:
-        """Open request ``segment`` (``Step.START``): connect, setup, ready.
+    async def run(self, step: FeedStep) -> None:
+        """Do one of the feeder's request steps (``START``, ``SEND``, ``WAIT_FOR_OUTPUT``,
+        ``END_OF_STREAM``).
 
         Raises:
-            S2SError: It failed and is not retried (the consumer gets it too).
+            S2SError: The request failed and is not retried (the consumer gets it too).
         """
-        link = self._links[segment] = _Link(self.backend)
-        self._notify()
-        async with link.lock:
-            await self._open(segment, link, None)
+        kind, segment, chunks = step.kind, step.segment, step.chunks
+        if kind is Step.SEND:
+            await self._deliver(segment, chunks, end=False)
+        elif kind is Step.START:
+            link = self._add(segment)
+            async with link.lock:
+                await self._open(segment, link, None)
+        elif kind is Step.WAIT_FOR_OUTPUT:
+            await self.wait_finished(segment)
+        elif kind is Step.END_OF_STREAM:
+            await self._deliver(segment, (), end=True)
+        else:  # pragma: no cover - the callers handle the other steps
+            raise AssertionError(f"not a request step: {kind}")
 
-    async def send(self, segment: int, chunks: Sequence[bytes | memoryview]) -> None:
-        """Send chunks to request ``segment`` (``Step.SEND``).
-
-        Raises:
-            S2SError: The request failed and is not retried.
-        """
+    async def _deliver(self, segment: int, chunks: Sequence[bytes | memoryview], *,
+                       end: bool) -> None:
+        """Send ``chunks`` (then end_of_stream, once, if ``end``), replacing a failed request."""
         link = self._links[segment]
         async with link.lock:
             while True:
-                request = self._live(link)
+                request = link.live()
                 try:
                     await self._send(segment, link, request, chunks)
-                    return
-                except S2SError as exc:
-                    await self._recover(segment, link, request, exc)
-
-    async def end(self, segment: int) -> None:
-        """Send request ``segment``'s end_of_stream (``Step.END_OF_STREAM``).
-
-        Raises:
-            S2SError: The request failed and is not retried.
-        """
-        link = self._links[segment]
-        async with link.lock:
-            while True:
-                request = self._live(link)
-                try:
-                    await self._send(segment, link, request, ())
-                    if not link.eos_sent:
+                    if end and not link.eos_sent:
                         link.eos_sent = True
                         await request.send_end_of_stream()
                     return
@@ -134,101 +81,63 @@ class RequestChain(ChainView[Request]):
 
     async def wait_finished(self, segment: int) -> None:
         """Wait until the caller has read request ``segment`` to its end."""
-        while self.stitcher.plan.finished <= segment and not self.stitcher.done:
-            await self._wait_change()
+        while not self.finished(segment):
+            await self._changed.wait()
 
     async def fail_input(self, error: S2SError) -> None:
         """Bad input: fail the request it was going to, so its consumer sees it."""
-        link = self._links[max(self._links)]
-        if link.request is None or link.conn is None:
-            link.failure = link.failure or error
-            self._notify()
+        link = self._input_link(error)
+        if link is None or link.conn is None or link.request is None:
             return
         conn = link.conn
         conn.table.fail_input(link.request.handle, error, now=self.backend.current_time())
         conn._after_input()
         await conn.aclose(1000, "bad input")
 
-    def _live(self, link: _Link) -> Request:
-        if link.failure is not None:
-            raise link.failure
-        assert link.request is not None
-        return link.request
-
     async def _send(self, segment: int, link: _Link, request: Request,
                     chunks: Sequence[bytes | memoryview]) -> None:
-        """Send ``chunks``; for a request still replayable, what the feeder kept instead."""
-        if self._replay_kept(segment):
-            chunks = self.feeder.replay_from(segment, link.sent)
-            link.sent += len(chunks)
-        batch: list[bytes | memoryview] = []
-        size = 0
-        for chunk in chunks:
-            batch.append(chunk)
-            size += len(chunk)
-            if size >= WRITE_BATCH_BYTES:
-                await request.send_chunks(batch)
-                batch, size = [], 0
-        if batch:
+        for batch in self._writes(segment, link, chunks):
             await request.send_chunks(batch)
-
-    def _replay_kept(self, segment: int) -> bool:
-        return segment > 0 and self.feeder.replayable(segment)
 
     async def _open(self, segment: int, link: _Link, failed: S2SError | None) -> None:
         """Connect, set up and wait for ready, retrying as the policy says."""
         backend = self.backend
-        if link.retrier is None:
-            link.retrier = Retrier(self._client.options.retry, start=backend.current_time())
+        self._opening(link, backend.current_time())
         while True:
             if failed is not None:
-                decision = link.retrier.on_failure(
-                    failed, now=backend.current_time(),
-                    output_reached_caller=not self._replay_kept(segment), replayable=True)
-                if isinstance(decision, GiveUp):
-                    link.failure = failed
-                    self._notify()
-                    raise failed
+                delay = self._retry_delay(segment, link, failed, backend.current_time())
                 await self.wait_finished(segment - 1)  # its concurrency slot is free then
-                await backend.sleep_until(backend.current_time() + decision.delay_s)
+                await backend.sleep_until(backend.current_time() + delay)
             try:
                 await self._connect(link)
-                self._notify()
-                return
             except S2SError as exc:
                 failed = exc
+            else:
+                self._notify()
+                return
 
     async def _connect(self, link: _Link) -> None:
-        opened = self._client.connection()
-        conn = await opened.__aenter__()
+        conn = await self._client.connection().__aenter__()
         try:
             request = await conn.start(self._setup, keep_audio=False)
             await request.wait_ready()
         except BaseException:
             await conn.aclose()
             raise
-        link.conn, link.request, link.owned = conn, request, True
-        link.sent = 0
+        link.connected(conn, request)
 
     async def _recover(self, segment: int, link: _Link, request: Request,
                        error: S2SError) -> None:
-        """``request`` failed: replace it (and send it all again) if its output is unseen.
-
-        Raises:
-            S2SError: ``error``, when it is not retried.
-        """
-        if link.request is not request:
-            return  # already replaced (the consumer saw it first)
-        if not self._replay_kept(segment):
-            raise error
-        if link.conn is not None and link.owned:
-            await link.conn.aclose()
-        link.request = None
+        """``request`` failed: replace it while its output is unseen (else raise ``error``)."""
+        stale = self._drop(segment, link, request, error)
+        if stale is None:
+            return  # a retry replaced it already
+        await stale.aclose()
         await self._open(segment, link, error)
         if link.eos_sent:
-            assert link.request is not None
-            await self._send(segment, link, link.request, ())
-            await link.request.send_end_of_stream()
+            replacement = link.live()
+            await self._send(segment, link, replacement, ())
+            await replacement.send_end_of_stream()
 
     # -- the consumer side --
 
@@ -240,50 +149,31 @@ class RequestChain(ChainView[Request]):
                 output before it; ``segment`` says which part of the input).
         """
         pending = self._pending
-        stitcher = self.stitcher
         while not pending:
-            if stitcher.done:
+            index = self._reading()
+            if index is None:
                 return None
-            index = stitcher.current
-            link = await self._readable(index)
-            request = link.request
-            assert request is not None
+            while (readable := self._readable(index)) is None:
+                await self._changed.wait()
+            link, request = readable
             try:
-                if request.handle.terminal is not None and self._replay_kept(index):
-                    raise request.handle.terminal  # failed before its output was read
+                self._check_unread(index, request)
                 event = await request.receive()
             except S2SError as exc:
                 if await self._retried(index, link, request, exc):
                     continue
-                raise stitcher.fail(exc) from None
-            if event is None:  # the stitcher moves on at every end_of_stream
-                raise AssertionError(f"request {index} ended without its end_of_stream")
-            pending.extend(stitcher.take(event))
-            if stitcher.current != index:
-                self._notify()
-                if link.owned and link.conn is not None:
-                    await link.conn.aclose()  # the server closes it after end_of_stream
+                raise self.stitcher.fail(exc) from None
+            finished = self._took(index, event)
+            if finished is not None:
+                await finished.aclose()
         return pending.popleft()
-
-    async def _readable(self, index: int) -> _Link:
-        """The link of request ``index`` once it has a request (or its failure)."""
-        while True:
-            link = self._links.get(index)
-            if link is not None:
-                if link.failure is not None and (link.request is None
-                                                 or link.request.handle.ended):
-                    raise self.stitcher.fail(link.failure)
-                if link.request is not None:
-                    return link
-            await self._wait_change()
 
     async def _retried(self, index: int, link: _Link, request: Request,
                        error: S2SError) -> bool:
         """Whether the failed ``request`` was (or is being) replaced by a retry."""
-        if link.request is not request:
-            return True
-        if not self._replay_kept(index) or link.failure is not None:
-            return False
+        done = self._retry_done(index, link, request)
+        if done is not None:
+            return done
         try:
             async with link.lock:
                 await self._recover(index, link, request, error)
@@ -308,12 +198,8 @@ class RequestChain(ChainView[Request]):
         changed, self._changed = self._changed, self.backend.event()
         changed.set()
 
-    async def _wait_change(self) -> None:
-        await self._changed.wait()
-
     async def aclose(self) -> None:
         """Close the connections the chain opened (the first one is the caller's)."""
-        for link in list(self._links.values()):
-            if link.owned and link.conn is not None:
-                await link.conn.aclose()
+        for conn in self._owned():
+            await conn.aclose()
         self._notify()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from s2s_core.client_base import RequestView
+from s2s_core.client_base import AsyncRequestIteration, RequestView
 from s2s_core.errors import S2SError
 from s2s_core.events import Ready, ServerEvent
 from s2s_core.protocol import AudioInput
@@ -149,25 +149,13 @@ class Request(RequestView):
         Raises:
             S2SError: The request failed (``partial_result`` attached).
         """
-        self.claim(self)
-        try:
-            while await self.receive() is not None:
-                pass
-        finally:
-            self.release(self)
+        async for _ in EventIterator(self):
+            pass
         return self.handle.result()
 
 
-class EventIterator:
+class EventIterator(AsyncRequestIteration[Request]):
     """``async for event in request``: a plain class, so nothing is left to finalize."""
-
-    __slots__ = ("__weakref__", "_request")
-
-    def __init__(self, request: Request) -> None:
-        self._request = request
-
-    def __aiter__(self) -> EventIterator:
-        return self
 
     async def __anext__(self) -> ServerEvent:
         request = self._request
@@ -177,7 +165,4 @@ class EventIterator:
         except BaseException:
             request.release(self)
             raise
-        if event is None:
-            request.release(self)
-            raise StopAsyncIteration
-        return event
+        return self._took(event)

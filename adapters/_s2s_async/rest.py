@@ -9,12 +9,10 @@ call REST).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeVar, Unpack
+from typing import TypeVar
 
-from s2s_core.rest import Credits, RestCall, RestOptions, RestSettings, Token, Voice
-
-if TYPE_CHECKING:
-    pass
+from s2s_core.client_docs import CREDITS, MINT_TOKEN, VOICE_GET, VOICE_LIST, shared_doc
+from s2s_core.rest import Credits, RestCall, RestClientBase, RestSettings, Token, Voice
 
 __all__ = ["AsyncRestClient", "AsyncRestMixin", "RestSettings"]
 
@@ -22,78 +20,50 @@ T = TypeVar("T")
 
 
 class AsyncRestMixin:
-    """``voice_list``, ``voice_get``, ``credits``, ``mint_token`` for a class with ``_rest``.
+    """``voice_list``, ``voice_get``, ``credits``, ``mint_token``, awaitable, for a class with
+    ``_rest`` (a ``RestSettings``).
 
-    The class using it sets ``self._rest`` to a ``RestSettings``. Each call
-    opens its own ``httpx.AsyncClient`` and closes it before returning (a
-    cancelled call closes it too): REST calls are rare, and nothing leaks.
+    Each call opens its own ``httpx.AsyncClient`` and closes it before
+    returning (a cancelled call closes it too): REST calls are rare, and
+    nothing leaks.
     """
 
     _rest: RestSettings
 
+    @shared_doc(VOICE_LIST)
     async def voice_list(self, include_catalog: bool = True) -> list[Voice]:
-        """Every voice of the account, and of the catalog when ``include_catalog``.
-
-        Raises:
-            AuthenticationError: Bad key (HTTP 401/403).
-            RestError: Any other HTTP error; InvalidResponse for an unreadable answer.
-            ConnectError, ConnectTimeout, S2STimeoutError: The transport failed.
-            MissingApiKey: The client has a token and no key.
-        """
+        """Every voice of the account, and of the catalog when ``include_catalog``."""
         return await self._send(self._rest.api.voice_list(include_catalog))
 
+    @shared_doc(VOICE_GET)
     async def voice_get(self, uid: str) -> Voice:
-        """One voice by uid.
-
-        Raises:
-            NotFound: No voice with this uid (HTTP 404).
-            RestArgumentError: Empty uid.
-            AuthenticationError, RestError, ConnectError, S2STimeoutError: As
-                for ``voice_list``.
-        """
+        """One voice by uid."""
         return await self._send(self._rest.api.voice_get(uid))
 
+    @shared_doc(CREDITS)
     async def credits(self) -> Credits:
-        """The account's credit balance (``exhausted`` when none are left).
-
-        Raises:
-            AuthenticationError: Bad key: what a 1008 refusal meant when this raises.
-            RestError, ConnectError, S2STimeoutError: As for ``voice_list``.
-        """
+        """The account's credit balance (``exhausted`` when none are left)."""
         return await self._send(self._rest.api.credits())
 
+    @shared_doc(MINT_TOKEN)
     async def mint_token(self) -> Token:
-        """A single-use token: pass it as ``token=`` to open one WebSocket.
-
-        Raises:
-            AuthenticationError, RestError, ConnectError, S2STimeoutError: As
-                for ``voice_list``.
-        """
+        """A single-use token: pass it as ``token=`` to open one WebSocket."""
         return await self._send(self._rest.api.mint_token())
 
     async def _send(self, call: RestCall[T]) -> T:
         import httpx
 
         rest = self._rest
-        try:
+        with rest.transport_errors(call):
             async with httpx.AsyncClient(**rest.client_args()) as http:
                 response = await http.request(call.method, call.url, headers=call.headers)
-        except httpx.TransportError as exc:
-            raise rest.transport_error(call, exc) from exc
-        return call.parse(response.status_code, response.headers, response.content)
+        return call.read(response)
 
 
-class AsyncRestClient(AsyncRestMixin):
-    """The REST calls on their own (``RestSettings``'s arguments).
+class AsyncRestClient(RestClientBase, AsyncRestMixin):
+    """The REST calls on their own, awaitable (``RestSettings``'s arguments).
 
     Example:
         >>> rest = AsyncRestClient("https://api.gradium.ai/api/", key)
         >>> french = [v for v in await rest.voice_list() if v.language == "fr"]
     """
-
-    def __init__(self, base_url: str, api_key: str | None,
-                 **options: Unpack[RestOptions]) -> None:
-        self._rest = RestSettings(base_url, api_key, **options)
-
-    def __repr__(self) -> str:
-        return f"AsyncRestClient({self._rest.api!r})"

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from s2s_core._pcm import mono_samples
-from s2s_core.audio_input import InputChunker
-from s2s_core.client_base import SessionBase, SetupLike
-from s2s_core.errors import LocalProtocolError, S2SError
+from s2s_core.client_base import SetupLike
+from s2s_core.client_docs import SPLIT_SEND_AUDIO, SPLIT_SESSION, shared_doc
+from s2s_core.errors import S2SError
 from s2s_core.events import Ready, ServerEvent, StreamEvent
-from s2s_core.feeder import InputFeeder, Step
-from s2s_core.options import LEAD_IN_SILENCE_S, TRAILING_SILENCE_S, ClientOptions
+from s2s_core.feeder import Step
+from s2s_core.options import ClientOptions
 from s2s_core.protocol import AudioInput
-from s2s_core.results import S2SResult, TextWithTimestamps
-from s2s_core.retry import GiveUp, Retrier, RetryPolicy
-from s2s_core.setup import Setup
-from s2s_core.stitcher import Stitcher
+from s2s_core.results import S2SResult
+from s2s_core.retry import Retrier, RetryPolicy
+from s2s_core.session_base import OpenSessionBase, SessionBase, SplitSessionBase
 
 from .backend import Backend
 from .chain import RequestChain
@@ -66,77 +62,35 @@ class Session(SessionBase[Connection, Request]):
     close = aclose
 
 
-class SplitSession(Session):
-    """A live session whose input may outlast one request (``S2SClient.s2s_realtime``).
-
-    Past ``options.max_request_s`` of audio, the session rolls over to a new
-    request at a pause while you keep calling ``send_audio``: the next
-    request is set up on its own connection while the previous one's output
-    still streams back, and iteration reads them as one stream (each later
-    request's ``Ready`` comes as a ``RequestStarted``; one ``EndOfStream``).
-    Audio near a request's end may be held back until a pause decides where
-    it goes (at most ``options.split_search_s``). ``connection`` and
-    ``request`` are the first request's; ``chain`` holds them all.
-    """
+@shared_doc(SPLIT_SESSION)
+class SplitSession(SplitSessionBase[RequestChain], Session):
+    """A live session whose input may outlast one request (``S2SClient.s2s_realtime``)."""
 
     def __init__(self, conn: Connection, request: Request, chain: RequestChain) -> None:
         super().__init__(conn, request)
         self.chain = chain
 
-    @property
-    def text_with_timestamps(self) -> list[TextWithTimestamps]:
-        """Text segments read so far, in input time."""
-        return self.chain.text_with_timestamps
-
-    @property
-    def request_ids(self) -> list[str]:
-        """The server's ids of the requests read so far, in input order."""
-        return self.chain.stitcher.request_ids
-
+    @shared_doc(SPLIT_SEND_AUDIO)
     async def send_audio(self, audio: AudioInput, *, downmix: bool = False) -> None:
-        """Send one chunk of input audio (rolling over to a new request when due).
-
-        ``downmix`` averages a 2-D array's channels.
-
-        Raises:
-            InvalidAudio: The chunk is not valid for the input format.
-            S2SError: The request it goes to failed (and is not retried).
-        """
-        self._check_open("send_audio")
-        self.chain.feeder.feed(_mono(audio) if downmix else audio)
+        """Send one chunk of input audio (rolling over to a new request when due)."""
+        self._feed(audio, downmix=downmix)
         await self._run()
 
     async def send_end_of_stream(self) -> None:
         """Tell the server no more audio follows (the held audio goes out first)."""
-        self._check_open("send_end_of_stream")
-        self.chain.feeder.finish()
+        self._finish()
         await self._run()
 
     send_eos = send_end_of_stream
-
-    def _check_open(self, what: str) -> None:
-        if self.chain.feeder.finished:
-            raise LocalProtocolError(f"cannot {what}: the session's audio already ended "
-                                     "(send_end_of_stream was called)")
 
     async def _run(self) -> None:
         """Do what the feeder says until it wants more input (or is done)."""
         chain, feeder = self.chain, self.chain.feeder
         while True:
             step = feeder.next_step(chain.backend.current_time())
-            kind = step.kind
-            if kind is Step.SEND:
-                await chain.send(step.segment, step.chunks)
-            elif kind is Step.START:
-                await chain.start(step.segment)
-            elif kind is Step.WAIT_FOR_OUTPUT:
-                await chain.wait_finished(step.segment)
-            elif kind is Step.END_OF_STREAM:
-                await chain.end(step.segment)
-            elif kind is Step.NEED_INPUT or kind is Step.DONE:
+            if step.kind is Step.NEED_INPUT or step.kind is Step.DONE:
                 return
-            else:  # pragma: no cover - a live session is never paced
-                raise AssertionError(f"unexpected step {step}")
+            await chain.run(step)  # a live session is never paced: no WAIT
 
     async def receive(self) -> StreamEvent | None:  # type: ignore[override]
         """The next event of the joined stream, or None after its end."""
@@ -175,7 +129,7 @@ class _ChainEvents:
         return event
 
 
-class OpenSession:
+class OpenSession(OpenSessionBase[Connection, Request, Session, SplitSession]):
     """``async with connect(...) as session``: connect and send setup; close on exit.
 
     With ``retry`` (what ``S2SClient.s2s_realtime`` passes), the entry also
@@ -186,16 +140,17 @@ class OpenSession:
     ``session.aclose()``) may happen in another task.
     """
 
+    _session_type = Session
+    _split_type = SplitSession
+    _chain_type = RequestChain
+
     def __init__(self, backend: Backend, url: str, setup: SetupLike, *, api_key: str | None,
                  token: str | None, keep_audio: bool, options: ClientOptions,
                  retry: RetryPolicy | None = None, client: Connector | None = None) -> None:
+        super().__init__(setup, keep_audio=keep_audio, retry=retry, client=client)
         self._backend = backend
-        self._client = client
-        self._setup = setup if isinstance(setup, Setup) else Setup.from_mapping(setup)
         self._open = OpenConnection(backend, url, api_key=api_key, token=token,
                                     options=options)
-        self._keep_audio = keep_audio
-        self._retry = retry
         self._conn: Connection | None = None
 
     async def __aenter__(self) -> Session:
@@ -207,51 +162,23 @@ class OpenSession:
             try:
                 return await self._attempt(wait_ready=True)
             except S2SError as exc:
-                decision = retrier.on_failure(exc, now=backend.current_time(),
-                                              output_reached_caller=False, replayable=True)
-                if isinstance(decision, GiveUp):
-                    raise
-                await backend.sleep_until(backend.current_time() + decision.delay_s)
+                delay = retrier.retry_delay(exc, now=backend.current_time(),
+                                            output_reached_caller=False, replayable=True)
+                await backend.sleep_until(backend.current_time() + delay)
 
     async def _attempt(self, *, wait_ready: bool) -> Session:
         conn = self._conn = await self._open.__aenter__()
         try:
-            split = self._client is not None and self._client.options.max_request_s is not None
-            request = await conn.start(self._setup, keep_audio=self._keep_audio and not split)
+            request = await conn.start(self._setup, keep_audio=self._request_keeps_audio)
             if wait_ready:
                 await request.wait_ready()
         except BaseException:
             await conn.aclose()
             raise
-        if not split:
-            return Session(conn, request)
-        assert self._client is not None
-        session = self._session = self._split_session(self._client, conn, request)
-        return session
-
-    _session: SplitSession | None = None
-
-    def _split_session(self, client: Connector, conn: Connection,
-                       request: Request) -> SplitSession:
-        options = client.options
-        chunker = InputChunker(self._setup, trailing_silence_s=TRAILING_SILENCE_S,
-                               lead_in_silence_s=LEAD_IN_SILENCE_S,
-                               max_request_s=options.max_request_s,
-                               split_search_s=options.split_search_s, live=True)
-        feeder = InputFeeder(chunker, pace=None, now=self._backend.current_time())
-        step = feeder.next_step(self._backend.current_time())
-        assert step.kind is Step.NEED_INPUT  # a live input starts with nothing to send
-        stitcher = Stitcher(feeder.plan, self._setup.output_format, keep_audio=self._keep_audio)
-        return SplitSession(conn, request, RequestChain(client, self._setup, feeder, stitcher,
-                                                        conn, request))
+        return self._made(conn, request, self._backend.current_time())
 
     async def __aexit__(self, *exc_info: object) -> None:
-        if self._session is not None:
-            await self._session.chain.aclose()
+        if self._split is not None:
+            await self._split.chain.aclose()
         if self._conn is not None:
             await self._conn.aclose()
-
-
-def _mono(audio: AudioInput) -> AudioInput:
-    """A 2-D array mixed down to mono (other audio as it is)."""
-    return mono_samples(audio, downmix=True) if isinstance(audio, np.ndarray) else audio

@@ -1,33 +1,23 @@
-"""The requests of one input read as one stream: one, or several when it is split (blocking).
+"""The requests of one input read as one stream (blocking): the waiting of ``s2s_core.chain``.
 
-``RequestChain`` keeps each request of an input with the connection it runs
-on. The input side (the stream's pump in the consuming thread, or
-``send_audio`` of a live session in any thread) starts the next request when
-the core's ``InputFeeder`` says so (``START``: a new connection, set up while
-the previous request's tail still streams back) and sends each request its
-chunks once its ``ready`` came. The consumer reads the requests in order
-through the core's ``Stitcher``, which makes them one stream in input time.
-
-A later request that fails before anything of it reached the caller is
-opened again (as ``options.retry`` says, once the request before it has
-ended) and everything it was sent is sent again (the feeder keeps it). The
-decisions are the core's; here is the waiting.
+The links and every decision (which request, what to send again, when to
+retry, what the caller gets) are the core's ``ChainView``; here are the
+locks, the wake-ups, connecting, writing and reading. The input side is the
+stream's pump in the consuming thread, or ``send_audio`` of a live session
+in any thread.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 
-from s2s_core.client_base import ChainView
+from s2s_core.chain import ChainLink, ChainView
 from s2s_core.errors import S2SError
 from s2s_core.events import StreamEvent
-from s2s_core.feeder import InputFeeder
-from s2s_core.options import WRITE_BATCH_BYTES
+from s2s_core.feeder import FeedStep, InputFeeder, Step
 from s2s_core.results import S2SResult
-from s2s_core.retry import GiveUp, Retrier
 from s2s_core.setup import Setup
 from s2s_core.stitcher import Stitcher
 
@@ -36,116 +26,66 @@ from .request import SLICE_S, TIMEOUT, Request, Timeout
 
 __all__ = ["RequestChain"]
 
-
-class _Link:
-    """One request of the chain and the connection it runs on."""
-
-    __slots__ = ("conn", "eos_sent", "failure", "lock", "owned", "request", "retrier", "sent")
-
-    def __init__(self) -> None:
-        self.conn: Connection | None = None
-        self.request: Request | None = None
-        self.owned = False
-        """The chain opened the connection: it closes it."""
-        self.failure: S2SError | None = None
-        """Why the request failed for good (not retried any more)."""
-        self.lock = threading.RLock()
-        """Orders sends to this request and its replacement by a retry."""
-        self.retrier: Retrier | None = None
-        self.sent = 0
-        """Replay chunks the current request was sent."""
-        self.eos_sent = False
+_Link = ChainLink[Connection, Request, threading.RLock]
 
 
-class RequestChain(ChainView[Request]):
-    """The requests of one input, in order (see the module doc).
-
-    Args:
-        client: Opens the connections of the later requests.
-        setup: Every request's setup.
-        feeder: The input side's decisions (and the replay of what was sent).
-        stitcher: Joins the requests' events into one stream.
-        conn: The first request's connection (the caller closes it).
-        request: The first request.
-    """
+class RequestChain(ChainView[Connection, Request, threading.RLock]):
+    """The requests of one input, in order, for blocking callers (``ChainView``'s arguments)."""
 
     def __init__(self, client: Connector, setup: Setup, feeder: InputFeeder, stitcher: Stitcher,
                  conn: Connection, request: Request) -> None:
         self._client = client
-        self._setup = setup
-        self.feeder = feeder
-        self.stitcher = stitcher
-        stitcher.metrics_source = self._current_metrics
-        first = _Link()
-        first.conn, first.request = conn, request
-        self._links: dict[int, _Link] = {0: first}
         self._changed = threading.Condition()
-        self._pending: deque[StreamEvent] = deque()
         self._closed = False
+        super().__init__(client, setup, feeder, stitcher, conn, request)
+
+    def _new_lock(self) -> threading.RLock:
+        return threading.RLock()
 
     # -- the input side --
 
-    def start(self, segment: int, *, consumer: bool = False) -> None:
-        """Open request ``segment`` (``Step.START``): connect, setup, ready.
+    def run(self, step: FeedStep, *, consumer: bool = False) -> None:
+        """Do one of the feeder's request steps (``START``, ``SEND``, ``END_OF_STREAM``, and,
+        from another thread than the consumer's, ``WAIT_FOR_OUTPUT``).
 
         Args:
-            consumer: The consuming thread itself opens it: a retry then
-                waits for its backoff only (that thread reads the request
-                before it, so it cannot wait for that one's end).
+            consumer: The consuming thread itself runs it: a write lifts the
+                queue bound (``Request.consumer_writing``), and a retry waits
+                for its backoff only (that thread reads the request before
+                it, so it cannot wait for that one's end).
 
         Raises:
-            S2SError: It failed and is not retried (the consumer gets it too).
+            S2SError: The request failed and is not retried (the consumer gets it too).
         """
-        link = _Link()
-        with self._changed:
-            self._links[segment] = link
-            self._changed.notify_all()
-        with link.lock:
-            self._open(segment, link, None, wait=not consumer)
+        kind, segment, chunks = step.kind, step.segment, step.chunks
+        if kind is Step.SEND:
+            self._deliver(segment, chunks, end=False, consumer=consumer)
+        elif kind is Step.START:
+            link = self._add(segment)
+            with link.lock:
+                self._open(segment, link, None, wait=not consumer)
+        elif kind is Step.WAIT_FOR_OUTPUT and not consumer:
+            self.wait_finished(segment)
+        elif kind is Step.END_OF_STREAM:
+            self._deliver(segment, (), end=True, consumer=consumer)
+        else:  # pragma: no cover - the callers handle the other steps
+            raise AssertionError(f"not a request step here: {kind}")
 
-    def send(self, segment: int, chunks: Sequence[bytes | memoryview], *,
-             consumer: bool = False) -> None:
-        """Send chunks to request ``segment`` (``Step.SEND``).
-
-        Args:
-            consumer: The consuming thread itself writes (see
-                ``Request.consumer_writing``).
-
-        Raises:
-            S2SError: The request failed and is not retried.
-        """
+    def _deliver(self, segment: int, chunks: Sequence[bytes | memoryview], *, end: bool,
+                 consumer: bool) -> None:
+        """Send ``chunks`` (then end_of_stream, once, if ``end``), replacing a failed request."""
         link = self._links[segment]
         with link.lock:
             while True:
-                request = self._live(link)
+                request = link.live()
                 try:
                     self._send(segment, link, request, chunks, consumer)
-                    return
-                except S2SError as exc:
-                    self._recover(segment, link, request, exc, wait=not consumer)
-
-    def end(self, segment: int, *, consumer: bool = False) -> None:
-        """Send request ``segment``'s end_of_stream (``Step.END_OF_STREAM``).
-
-        Raises:
-            S2SError: The request failed and is not retried.
-        """
-        link = self._links[segment]
-        with link.lock:
-            while True:
-                request = self._live(link)
-                try:
-                    self._send(segment, link, request, (), consumer)
-                    if not link.eos_sent:
+                    if end and not link.eos_sent:
                         link.eos_sent = True
                         request.send_end_of_stream()
                     return
                 except S2SError as exc:
                     self._recover(segment, link, request, exc, wait=not consumer)
-
-    def finished(self, segment: int) -> bool:
-        """Whether the caller has read request ``segment`` to its end."""
-        return self.stitcher.plan.finished > segment or self.stitcher.done
 
     def wait_finished(self, segment: int) -> None:
         """Wait until the caller (another thread) has read request ``segment`` to its end."""
@@ -155,49 +95,22 @@ class RequestChain(ChainView[Request]):
 
     def fail_input(self, error: S2SError) -> None:
         """Bad input: fail the request it was going to, so its consumer sees it."""
-        link = self._links[max(self._links)]
-        if link.request is None or link.conn is None:
-            link.failure = link.failure or error
-            self._notify()
+        link = self._input_link(error)
+        if link is None or link.conn is None or link.request is None:
             return
         conn = link.conn
         with conn._lock:
             conn.table.fail_input(link.request.handle, error, now=time.monotonic())
         conn.close(1000, "bad input")
 
-    def _live(self, link: _Link) -> Request:
-        if link.failure is not None:
-            raise link.failure
-        assert link.request is not None
-        return link.request
-
     def _send(self, segment: int, link: _Link, request: Request,
               chunks: Sequence[bytes | memoryview], consumer: bool) -> None:
-        """Send ``chunks``; for a request still replayable, what the feeder kept instead."""
-        if self._replay_kept(segment):
-            chunks = self.feeder.replay_from(segment, link.sent)
-            link.sent += len(chunks)
-        batch: list[bytes | memoryview] = []
-        size = 0
-        for chunk in chunks:
-            batch.append(chunk)
-            size += len(chunk)
-            if size >= WRITE_BATCH_BYTES:
-                self._write(request, batch, consumer)
-                batch, size = [], 0
-        if batch:
-            self._write(request, batch, consumer)
-
-    @staticmethod
-    def _write(request: Request, batch: list[bytes | memoryview], consumer: bool) -> None:
-        if consumer:
-            with request.consumer_writing():
+        for batch in self._writes(segment, link, chunks):
+            if consumer:
+                with request.consumer_writing():
+                    request.send_chunks(batch)
+            else:
                 request.send_chunks(batch)
-        else:
-            request.send_chunks(batch)
-
-    def _replay_kept(self, segment: int) -> bool:
-        return segment > 0 and self.feeder.replayable(segment)
 
     def _open(self, segment: int, link: _Link, failed: S2SError | None, *, wait: bool) -> None:
         """Connect, set up and wait for ready, retrying as the policy says.
@@ -206,26 +119,20 @@ class RequestChain(ChainView[Request]):
             wait: The caller may wait for the request before it to end (not
                 the consuming thread: it is the one that reads it).
         """
-        if link.retrier is None:
-            link.retrier = Retrier(self._client.options.retry, start=time.monotonic())
+        self._opening(link, time.monotonic())
         while True:
             if failed is not None:
-                decision = link.retrier.on_failure(
-                    failed, now=time.monotonic(),
-                    output_reached_caller=not self._replay_kept(segment), replayable=True)
-                if isinstance(decision, GiveUp):
-                    link.failure = failed
-                    self._notify()
-                    raise failed
+                delay = self._retry_delay(segment, link, failed, time.monotonic())
                 if wait:
                     self.wait_finished(segment - 1)  # its concurrency slot is free then
-                time.sleep(decision.delay_s)
+                time.sleep(delay)
             try:
                 self._connect(link)
-                self._notify()
-                return
             except S2SError as exc:
                 failed = exc
+            else:
+                self._notify()
+                return
 
     def _connect(self, link: _Link) -> None:
         opened = self._client.connection()
@@ -236,28 +143,20 @@ class RequestChain(ChainView[Request]):
         except BaseException:
             conn.close()
             raise
-        link.conn, link.request, link.owned = conn, request, True
-        link.sent = 0
+        link.connected(conn, request)
 
     def _recover(self, segment: int, link: _Link, request: Request, error: S2SError, *,
                  wait: bool) -> None:
-        """``request`` failed: replace it (and send it all again) if its output is unseen.
-
-        Raises:
-            S2SError: ``error``, when it is not retried.
-        """
-        if link.request is not request:
-            return  # already replaced (the consumer saw it first)
-        if not self._replay_kept(segment):
-            raise error
-        if link.conn is not None and link.owned:
-            link.conn.close()
-        link.request = None
+        """``request`` failed: replace it while its output is unseen (else raise ``error``)."""
+        stale = self._drop(segment, link, request, error)
+        if stale is None:
+            return  # a retry replaced it already
+        stale.close()
         self._open(segment, link, error, wait=wait)
         if link.eos_sent:
-            assert link.request is not None
-            self._send(segment, link, link.request, (), False)
-            link.request.send_end_of_stream()
+            replacement = link.live()
+            self._send(segment, link, replacement, (), False)
+            replacement.send_end_of_stream()
 
     # -- the consumer side --
 
@@ -275,58 +174,44 @@ class RequestChain(ChainView[Request]):
     def receive_until(self, deadline: float | None) -> StreamEvent | Timeout | None:
         """The next event, None after the end, or ``TIMEOUT`` once ``deadline`` passed."""
         pending = self._pending
-        stitcher = self.stitcher
         while not pending:
-            if stitcher.done:
+            index = self._reading()
+            if index is None:
                 return None
-            index = stitcher.current
-            link = self._readable(index, deadline)
-            if link is None:
+            readable = self._wait_readable(index, deadline)
+            if readable is None:
                 return TIMEOUT
-            request = link.request
-            assert request is not None
+            link, request = readable
             try:
-                if request.handle.terminal is not None and self._replay_kept(index):
-                    raise request.handle.terminal  # failed before its output was read
+                self._check_unread(index, request)
                 event = request.receive_until(deadline)
             except S2SError as exc:
                 if self._retried(index, link, request, exc):
                     continue
-                raise stitcher.fail(exc) from None
+                raise self.stitcher.fail(exc) from None
             if event is TIMEOUT:
                 return TIMEOUT
-            if event is None:  # the stitcher moves on at every end_of_stream
-                raise AssertionError(f"request {index} ended without its end_of_stream")
-            pending.extend(stitcher.take(event))
-            if stitcher.current != index:
-                self._notify()
-                if link.owned and link.conn is not None:
-                    link.conn.close()  # the server closes it after end_of_stream
+            finished = self._took(index, event)
+            if finished is not None:
+                finished.close()
         return pending.popleft()
 
-    def _readable(self, index: int, deadline: float | None) -> _Link | None:
-        """The link of request ``index`` once it has a request (None: ``deadline`` passed)."""
+    def _wait_readable(self, index: int, deadline: float | None) -> tuple[_Link, Request] | None:
+        """Request ``index``'s link and request once it has one (None: ``deadline`` passed)."""
         with self._changed:
-            while True:
-                link = self._links.get(index)
-                if link is not None:
-                    if link.failure is not None and (link.request is None
-                                                     or link.request.handle.ended):
-                        raise self.stitcher.fail(link.failure)
-                    if link.request is not None:
-                        return link
+            while (readable := self._readable(index)) is None:
                 wait = SLICE_S if deadline is None else min(SLICE_S,
                                                             deadline - time.monotonic())
                 if wait <= 0:
                     return None
                 self._changed.wait(wait)
+            return readable
 
     def _retried(self, index: int, link: _Link, request: Request, error: S2SError) -> bool:
         """Whether the failed ``request`` was (or is being) replaced by a retry."""
-        if link.request is not request:
-            return True
-        if not self._replay_kept(index) or link.failure is not None:
-            return False
+        done = self._retry_done(index, link, request)
+        if done is not None:
+            return done
         try:
             with link.lock:
                 self._recover(index, link, request, error, wait=False)
@@ -354,7 +239,6 @@ class RequestChain(ChainView[Request]):
     def close(self) -> None:
         """Close the connections the chain opened (the first one is the caller's)."""
         self._closed = True
-        for link in list(self._links.values()):
-            if link.owned and link.conn is not None:
-                link.conn.close()
+        for conn in self._owned():
+            conn.close()
         self._notify()

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal, Protocol
 
-from s2s_core.client_base import RequestView
+from s2s_core.client_base import BlockingRequestIteration, RequestView
 from s2s_core.events import Ready, ServerEvent
 from s2s_core.metrics import Metrics
 from s2s_core.protocol import AudioInput
@@ -231,25 +231,13 @@ class Request(RequestView):
         Raises:
             S2SError: The request failed (``partial_result`` attached).
         """
-        self.claim(self)
-        try:
-            while self.receive() is not None:
-                pass
-        finally:
-            self.release(self)
+        for _ in _EventIterator(self):
+            pass
         return self.handle.result()
 
 
-class _EventIterator:
+class _EventIterator(BlockingRequestIteration[Request]):
     """``for event in request``."""
-
-    __slots__ = ("__weakref__", "_request")
-
-    def __init__(self, request: Request) -> None:
-        self._request = request
-
-    def __iter__(self) -> _EventIterator:
-        return self
 
     def __next__(self) -> ServerEvent:
         request = self._request
@@ -259,7 +247,4 @@ class _EventIterator:
         except BaseException:
             request.release(self)
             raise
-        if event is None:
-            request.release(self)
-            raise StopIteration
-        return event
+        return self._took(event)

@@ -6,9 +6,10 @@ errors; ``s2s_core.rest`` builds every request and reads every answer.
 
 from __future__ import annotations
 
-from typing import TypeVar, Unpack
+from typing import TypeVar
 
-from s2s_core.rest import Credits, RestCall, RestOptions, RestSettings, Token, Voice
+from s2s_core.client_docs import CREDITS, MINT_TOKEN, VOICE_GET, VOICE_LIST, shared_doc
+from s2s_core.rest import Credits, RestCall, RestClientBase, RestSettings, Token, Voice
 
 __all__ = ["RestClient", "RestMixin", "RestSettings"]
 
@@ -16,77 +17,47 @@ T = TypeVar("T")
 
 
 class RestMixin:
-    """``voice_list``, ``voice_get``, ``credits``, ``mint_token`` for a class with ``_rest``.
+    """``voice_list``, ``voice_get``, ``credits``, ``mint_token``, blocking, for a class with
+    ``_rest`` (a ``RestSettings``).
 
-    The class using it sets ``self._rest`` to a ``RestSettings``. Each call
-    opens its own ``httpx.Client`` and closes it before returning.
+    Each call opens its own ``httpx.Client`` and closes it before returning.
     """
 
     _rest: RestSettings
 
+    @shared_doc(VOICE_LIST)
     def voice_list(self, include_catalog: bool = True) -> list[Voice]:
-        """Every voice of the account, and of the catalog when ``include_catalog``.
-
-        Raises:
-            AuthenticationError: Bad key (HTTP 401/403).
-            RestError: Any other HTTP error; InvalidResponse for an unreadable answer.
-            ConnectError, ConnectTimeout, S2STimeoutError: The transport failed.
-            MissingApiKey: The client has a token and no key.
-        """
+        """Every voice of the account, and of the catalog when ``include_catalog``."""
         return self._send(self._rest.api.voice_list(include_catalog))
 
+    @shared_doc(VOICE_GET)
     def voice_get(self, uid: str) -> Voice:
-        """One voice by uid.
-
-        Raises:
-            NotFound: No voice with this uid (HTTP 404).
-            RestArgumentError: Empty uid.
-            AuthenticationError, RestError, ConnectError, S2STimeoutError: As
-                for ``voice_list``.
-        """
+        """One voice by uid."""
         return self._send(self._rest.api.voice_get(uid))
 
+    @shared_doc(CREDITS)
     def credits(self) -> Credits:
-        """The account's credit balance (``exhausted`` when none are left).
-
-        Raises:
-            AuthenticationError: Bad key: what a 1008 refusal meant when this raises.
-            RestError, ConnectError, S2STimeoutError: As for ``voice_list``.
-        """
+        """The account's credit balance (``exhausted`` when none are left)."""
         return self._send(self._rest.api.credits())
 
+    @shared_doc(MINT_TOKEN)
     def mint_token(self) -> Token:
-        """A single-use token: pass it as ``token=`` to open one WebSocket.
-
-        Raises:
-            AuthenticationError, RestError, ConnectError, S2STimeoutError: As
-                for ``voice_list``.
-        """
+        """A single-use token: pass it as ``token=`` to open one WebSocket."""
         return self._send(self._rest.api.mint_token())
 
     def _send(self, call: RestCall[T]) -> T:
         import httpx  # on first use: see _s2s_async.rest
 
         rest = self._rest
-        try:
-            with httpx.Client(**rest.client_args()) as http:
-                response = http.request(call.method, call.url, headers=call.headers)
-        except httpx.TransportError as exc:
-            raise rest.transport_error(call, exc) from exc
-        return call.parse(response.status_code, response.headers, response.content)
+        with rest.transport_errors(call), httpx.Client(**rest.client_args()) as http:
+            response = http.request(call.method, call.url, headers=call.headers)
+        return call.read(response)
 
 
-class RestClient(RestMixin):
-    """The REST calls on their own (``RestSettings``'s arguments).
+class RestClient(RestClientBase, RestMixin):
+    """The REST calls on their own, blocking (``RestSettings``'s arguments).
 
     Example:
         >>> rest = RestClient("https://api.gradium.ai/api/", key)
         >>> french = [v for v in rest.voice_list() if v.language == "fr"]
     """
-
-    def __init__(self, base_url: str, api_key: str | None,
-                 **options: Unpack[RestOptions]) -> None:
-        self._rest = RestSettings(base_url, api_key, **options)
-
-    def __repr__(self) -> str:
-        return f"RestClient({self._rest.api!r})"
