@@ -500,12 +500,17 @@ def test_session_closed_from_another_task(mode: str, how: str) -> None:
 
 
 PROGRAM_PREAMBLE = """
+import logging
 import sys
 import anyio
 import s2s_anyio
 from s2s_anyio import run_server, serve
 
 MODE = sys.argv[1]
+# Dev mode also reports callbacks slower than 0.1 s: the machine's load, not a
+# leak. Every other message (unclosed, never retrieved, destroyed) still fails.
+logging.getLogger("asyncio").addFilter(
+    lambda record: not str(record.msg).startswith("Executing "))
 SETUP = dict(voice_id="v", input_format="pcm", output_format="pcm",
              json_config={"target_language": "en"})
 
