@@ -32,7 +32,7 @@ from s2s_core.setup import Setup
 from s2s_core.stitcher import Stitcher
 
 from .connection import Connection, Connector
-from .request import SLICE_S, TIMEOUT, Request, Timeout
+from .request import SLICE_S, TIMEOUT, Request, Timeout, Woken
 
 __all__ = ["RequestChain"]
 
@@ -272,15 +272,20 @@ class RequestChain(ChainView[Request]):
         assert event is not TIMEOUT
         return event
 
-    def receive_until(self, deadline: float | None) -> StreamEvent | Timeout | None:
-        """The next event, None after the end, or ``TIMEOUT`` once ``deadline`` passed."""
+    def receive_until(self, deadline: float | None,
+                      woken: Woken | None = None) -> StreamEvent | Timeout | None:
+        """The next event, None after the end, or ``TIMEOUT`` once ``deadline`` passed.
+
+        ``woken`` returning True ends the wait with ``TIMEOUT`` too (whoever
+        makes it True calls ``wake``).
+        """
         pending = self._pending
         stitcher = self.stitcher
         while not pending:
             if stitcher.done:
                 return None
             index = stitcher.current
-            link = self._readable(index, deadline)
+            link = self._readable(index, deadline, woken)
             if link is None:
                 return TIMEOUT
             request = link.request
@@ -288,7 +293,7 @@ class RequestChain(ChainView[Request]):
             try:
                 if request.handle.terminal is not None and self._replay_kept(index):
                     raise request.handle.terminal  # failed before its output was read
-                event = request.receive_until(deadline)
+                event = request.receive_until(deadline, woken)
             except S2SError as exc:
                 if self._retried(index, link, request, exc):
                     continue
@@ -304,7 +309,7 @@ class RequestChain(ChainView[Request]):
                     link.conn.close()  # the server closes it after end_of_stream
         return pending.popleft()
 
-    def _readable(self, index: int, deadline: float | None) -> _Link | None:
+    def _readable(self, index: int, deadline: float | None, woken: Woken | None) -> _Link | None:
         """The link of request ``index`` once it has a request (None: ``deadline`` passed)."""
         with self._changed:
             while True:
@@ -317,7 +322,7 @@ class RequestChain(ChainView[Request]):
                         return link
                 wait = SLICE_S if deadline is None else min(SLICE_S,
                                                             deadline - time.monotonic())
-                if wait <= 0:
+                if wait <= 0 or (woken is not None and woken()):
                     return None
                 self._changed.wait(wait)
 
@@ -350,6 +355,15 @@ class RequestChain(ChainView[Request]):
     def _notify(self) -> None:
         with self._changed:
             self._changed.notify_all()
+
+    def wake(self) -> None:
+        """Wake the consumer wherever it waits (any thread): see ``receive_until``'s ``woken``."""
+        with self._changed:
+            self._changed.notify_all()
+            requests = [link.request for link in self._links.values()]
+        for request in requests:
+            if request is not None:
+                request.handle.waker.set()
 
     def close(self) -> None:
         """Close the connections the chain opened (the first one is the caller's)."""

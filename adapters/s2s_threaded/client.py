@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Unpack
-
-import numpy as np
 
 from s2s_core.audio_input import InputChunker
 from s2s_core.client_base import ClientBase, SetupLike, StreamInfo, plan_input
@@ -25,13 +23,10 @@ from .connection import Connection, OpenConnection
 from .request import TIMEOUT, Request
 from .rest import RestMixin
 from .session import OpenSession
+from .source import PENDING, AudioSource, Source
 
 __all__ = ["S2SClient", "S2SStream", "OpenStream", "connect", "open_connection",
            "AudioSource"]
-
-AudioPiece = bytes | bytearray | memoryview | np.ndarray
-AudioSource = AudioPiece | Iterable[AudioPiece]
-"""Input audio: all at once, or an iterable of chunks."""
 
 
 def connect(url: str, setup: SetupLike, *, api_key: str | None = None,
@@ -64,37 +59,20 @@ def open_connection(url: str, *, api_key: str | None = None, token: str | None =
                           options=ClientOptions.from_kwargs(options, **kwargs))
 
 
-class _Source:
-    """Pieces from whatever the caller gave: one buffer or an iterable.
-
-    A retry makes a new one; a one-shot iterator nothing was pulled from is
-    taken over from the ``previous`` attempt's source as it is.
-    """
-
-    def __init__(self, audio: AudioSource, previous: _Source | None = None) -> None:
-        self.pulled = False
-        self._pieces: Iterator[AudioPiece]
-        if previous is not None and not previous.pulled and not replayable(audio):
-            self._pieces = previous._pieces
-        elif isinstance(audio, (bytes, bytearray, memoryview, np.ndarray)):
-            self._pieces = iter((audio,))
-        else:
-            self._pieces = iter(audio)
-
-    def next(self) -> AudioPiece | None:
-        self.pulled = True
-        return next(self._pieces, None)
-
-
 class _InputPump:
     """Sends an input as the core's feeder decides, request by request, from the consumer."""
 
-    def __init__(self, chain: RequestChain, source: _Source) -> None:
+    def __init__(self, chain: RequestChain, source: Source) -> None:
         self._chain = chain
         self._source = source
         self.due: float | None = -math.inf
         """When the pump must run next (-inf: now; None: not before something changes)."""
         self._blocked_on: int | None = None
+        self._awaiting_input = False
+
+    def woken(self) -> bool:
+        """Whether the piece the pump waits for came (the source's thread then wakes the chain)."""
+        return self._awaiting_input and self._source.arrived()
 
     def unblock(self) -> None:
         """Run again once the request the next one waits for has been read to its end."""
@@ -115,7 +93,11 @@ class _InputPump:
                     self.due = -math.inf  # more may be due: after a look at the events
                     return
                 if kind is Step.NEED_INPUT:
-                    piece = self._source.next()
+                    piece = self._source.take()
+                    self._awaiting_input = piece is PENDING
+                    if piece is PENDING:
+                        self.due = None  # until the source's thread wakes the chain
+                        return
                     if piece is None:
                         feeder.finish()
                     else:
@@ -167,6 +149,15 @@ class S2SStream(StreamInfo[Request]):
     flowing at the pace while you consume events. Input stops while you do
     not iterate (``result()`` iterates to the end). Iterating ``request``
     directly sends nothing.
+
+    A source that may block (any iterable but a list, a tuple, a
+    ``BytesIO`` or a file on disk: a microphone, a pipe, a socket) is read
+    by a thread of its own, a few pieces ahead at most, so events keep
+    coming while it waits: the iterating thread wakes for an event or the
+    next piece, whichever comes first. If the stream closes while that
+    thread waits inside the source, it is left to end when the source
+    returns (a daemon thread nothing waits for); otherwise it ends with the
+    source or the stream.
     """
 
     _request: RequestChain
@@ -200,14 +191,14 @@ class S2SStream(StreamInfo[Request]):
         pump, chain = self._pump, self._request
         while True:
             pump.unblock()
-            event = chain.receive_until(pump.due)
+            event = chain.receive_until(pump.due, pump.woken)
             if event is not TIMEOUT:
                 return event
             pump.run()
 
     def _wait_ready(self) -> None:
         request, pump = self._request.requests[0], self._pump
-        while not request.wait_ready_until(pump.due):
+        while not request.wait_ready_until(pump.due, pump.woken):
             pump.run()
 
 
@@ -234,7 +225,7 @@ class OpenStream:
         self._retry = retry
         self._open: OpenConnection | None = None
         self._chain: RequestChain | None = None
-        self.source: _Source | None = None
+        self.source: Source | None = None
         """The latest attempt's source (it tells whether anything was pulled)."""
 
     def __enter__(self) -> S2SStream:
@@ -272,7 +263,7 @@ class OpenStream:
         stitcher = Stitcher(feeder.plan, self._setup.output_format, keep_audio=self._keep_audio)
         chain = self._chain = RequestChain(self._client, self._setup, feeder, stitcher, conn,
                                            request)
-        source = self.source = _Source(self._audio, self.source)
+        source = self.source = Source(self._audio, self.source, wake=chain.wake)
         stream = S2SStream(chain, _InputPump(chain, source))
         stream._wait_ready()
         return stream
@@ -284,6 +275,8 @@ class OpenStream:
         chain, self._chain = self._chain, None
         if chain is not None:
             chain.close()
+        if self.source is not None:
+            self.source.close()  # kept: a retry may take its untouched iterator over
         opened, self._open = self._open, None
         if opened is not None:
             opened.__exit__(exc_type, exc, None)
@@ -394,7 +387,7 @@ class S2SClient(ClientBase, RestMixin):
                 of a split input whose request failed).
         """
         retrier = Retrier(self.options.retry, start=time.monotonic())
-        source: _Source | None = None
+        source: Source | None = None
         while True:
             opened = self._stream(setup, audio, sample_rate=sample_rate, pace=pace,
                                   trailing_silence_s=trailing_silence_s,
