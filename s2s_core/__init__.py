@@ -93,7 +93,7 @@ from .events import (
     Text,
     UnknownMessage,
 )
-from .feeder import FeedStep, InputFeeder, Step, replayable
+from .feeder import FeedStep, InputFeeder, Step, may_block, replayable
 from .formats import FORMAT_NAMES, FRAME_SECONDS, AudioFormat, Codec, Direction, lookup_format
 from .metrics import Metrics
 from .options import ClientOptions, OptionKwargs
@@ -246,6 +246,7 @@ __all__ = [
     "FeedStep",
     "Step",
     "replayable",
+    "may_block",
     # retries
     "RetryPolicy",
     "Retrier",

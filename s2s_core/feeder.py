@@ -24,6 +24,9 @@ input is short) is request 0 only: no START step ever comes.
 from __future__ import annotations
 
 import enum
+import io
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -34,7 +37,7 @@ from .errors import LocalProtocolError
 from .options import WRITE_BATCH_BYTES
 from .splitter import SegmentPlan
 
-__all__ = ["InputFeeder", "Step", "FeedStep", "replayable"]
+__all__ = ["InputFeeder", "Step", "FeedStep", "replayable", "may_block"]
 
 
 def replayable(audio: object) -> bool:
@@ -52,6 +55,38 @@ def replayable(audio: object) -> bool:
     if hasattr(audio, "__iter__"):
         return iter(audio) is not audio
     return False
+
+
+def may_block(audio: object) -> bool:
+    """Whether pulling the next piece of an input source may wait (for a device, a pipe).
+
+    A buffer, an array, a list, a tuple or a ``BytesIO`` is in memory, and a
+    file object on a regular file reads from disk: taking their next piece
+    never waits for anyone to produce it. Any other iterable may (a
+    generator over a microphone, ``sys.stdin.buffer`` on a pipe or a
+    terminal, a socket): an adapter that pulls on the thread that also
+    delivers the output must pull from it elsewhere, or the output of what
+    was already said waits for the source's next piece. Exact types only
+    (a subclass may iterate differently); the file check asks the OS what
+    the file descriptor is (``fstat``), nothing more.
+    """
+    if type(audio) in _IN_MEMORY or isinstance(audio, (bytes, bytearray, memoryview,
+                                                       np.ndarray)):
+        return False
+    if isinstance(audio, io.IOBase):
+        return not _on_disk(audio)
+    return True
+
+
+_IN_MEMORY = (list, tuple, io.BytesIO)
+
+
+def _on_disk(file: io.IOBase) -> bool:
+    """Whether a file object reads a regular file (not a pipe, socket or terminal)."""
+    try:
+        return stat.S_ISREG(os.fstat(file.fileno()).st_mode)
+    except (OSError, ValueError):  # no descriptor (io.UnsupportedOperation), or closed
+        return False
 
 
 class Step(enum.Enum):

@@ -32,6 +32,7 @@ __all__ = [
     "DRAIN_AFTER_WRITE_FAILURE_S",
     "LAST_WORDS_S",
     "THREAD_JOIN_S",
+    "SOURCE_READ_AHEAD",
     "TRAILING_SILENCE_S",
     "LEAD_IN_SILENCE_S",
     "MAX_REQUEST_S",
@@ -73,6 +74,11 @@ LAST_WORDS_S = 1.0
 """How long a close echo may take to go out once the connection is closed."""
 THREAD_JOIN_S = 5.0
 """How long ``close()`` waits for the threaded adapter's reader to exit."""
+SOURCE_READ_AHEAD = 2
+"""Pieces of an input source that may block (an iterator: a microphone, a pipe)
+read ahead of need off the consuming thread: a live source's next piece is
+taken as soon as it comes; a faster one waits (backpressure) with this many
+pieces held."""
 TRAILING_SILENCE_S = 2.0
 """Silence appended to raw input before end_of_stream (vendor field notes:
 the recognizer needs it to finish the last words)."""

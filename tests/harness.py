@@ -59,6 +59,11 @@ class Harness:
         raise NotImplementedError
 
     def stream(self, url: str, setup: Setup, audio: Any, **kwargs: Any) -> StreamOutcome:
+        """Iterate ``s2s_stream``'s events to the end (or the error).
+
+        ``on_event=`` (a callable) sees every event as it comes; once it
+        returns True, iteration stops and the stream's block is left.
+        """
         raise NotImplementedError
 
     def realtime(self, url: str, setup: Setup, chunks: Sequence[bytes],
@@ -113,6 +118,7 @@ class AsyncHarness(Harness):
 
     def stream(self, url: str, setup: Setup, audio: Any, **kwargs: Any) -> StreamOutcome:
         client_kw, call_kw = client_args(dict(kwargs))
+        on_event = call_kw.pop("on_event", None)
         client = self.module.S2SClient(base_url=base_url_of(url), **client_kw)
         out = StreamOutcome()
 
@@ -125,6 +131,8 @@ class AsyncHarness(Harness):
                         out.events.append(event)
                         if isinstance(event, Audio):
                             out.audio += event.audio
+                        if on_event is not None and on_event(event):
+                            break
                     out.texts = list(stream.text_with_timestamps)
             except Exception as exc:
                 out.error = exc
@@ -208,6 +216,7 @@ class ThreadedHarness(Harness):
 
     def stream(self, url: str, setup: Setup, audio: Any, **kwargs: Any) -> StreamOutcome:
         client_kw, call_kw = client_args(dict(kwargs))
+        on_event = call_kw.pop("on_event", None)
         client = self.module.S2SClient(base_url=base_url_of(url), **client_kw)
         out = StreamOutcome()
         try:
@@ -218,6 +227,8 @@ class ThreadedHarness(Harness):
                     out.events.append(event)
                     if isinstance(event, Audio):
                         out.audio += event.audio
+                    if on_event is not None and on_event(event):
+                        break
                 out.texts = list(stream.text_with_timestamps)
         except Exception as exc:
             out.error = exc

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import os
+import pathlib
+
 import numpy as np
 import pytest
 
 from s2s_core.audio_input import InputChunker
 from s2s_core.errors import InvalidAudio, LocalProtocolError
-from s2s_core.feeder import FeedStep, InputFeeder, Step
+from s2s_core.feeder import FeedStep, InputFeeder, Step, may_block, replayable
 from s2s_core.options import WRITE_BATCH_BYTES
 from s2s_core.setup import Setup
 
@@ -198,3 +202,32 @@ def test_a_partial_sample_at_the_end_raises_at_next_step() -> None:
 def test_pace_must_be_positive(pace: float) -> None:
     with pytest.raises(ValueError, match="pace"):
         feeder(pace=pace)
+
+
+def test_only_an_input_in_memory_cannot_block() -> None:
+    """What an adapter may pull on the thread that delivers the output, and what not."""
+    samples = np.zeros(10, dtype=np.int16)
+    in_memory = [b"ab", bytearray(2), memoryview(b"ab"), samples, [b"ab", samples], (b"ab",)]
+    assert not any(may_block(audio) for audio in in_memory)
+
+    class Pieces(list[bytes]):  # a subclass may iterate differently: not trusted
+        pass
+
+    def generated() -> object:
+        yield b"ab"
+
+    may_wait = [iter([b"ab"]), generated(), Pieces([b"ab"]), {b"ab": 1}.keys(), range(3)]
+    assert all(may_block(audio) for audio in may_wait)
+    assert replayable(Pieces([b"ab"]))  # a different question: a list can be sent again
+
+
+def test_a_file_on_disk_cannot_block_a_pipe_can(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "in.pcm"
+    path.write_bytes(bytes(480))
+    with open(path, "rb") as on_disk, open(path, "rb", buffering=0) as raw:
+        assert not may_block(on_disk) and not may_block(raw)
+    assert may_block(on_disk)  # closed: nothing tells what it was; the safe answer
+    assert not may_block(io.BytesIO(bytes(480)))
+    read, write = os.pipe()
+    with os.fdopen(read, "rb") as pipe, os.fdopen(write, "wb"):
+        assert may_block(pipe)

@@ -6,6 +6,7 @@ about it; ``_jobs`` drives it on a client. Presentation lives in ``_present``.
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -152,6 +153,9 @@ class Translation:
         self.bytes_received = 0
         self.segments = 0
         self._cancelled = False
+        # The threaded client reads a source off the consuming thread: close()
+        # must not release a file under a decode still running there.
+        self._reading = threading.Lock()
 
     # -- the input --
 
@@ -174,7 +178,8 @@ class Translation:
         """The next wire piece, or None at the end (blocking)."""
         assert self.pieces is not None
         self._check()
-        return self.pieces.next_piece()
+        with self._reading:
+            return self.pieces.next_piece()
 
     def took(self, piece: bytes) -> None:
         """The client took ``piece``."""
@@ -250,6 +255,11 @@ class Translation:
         """Release the input; discard the output unless finished."""
         try:
             if self.pieces is not None:
-                self.pieces.close()
+                assert self.job.input is not None
+                if self.job.input.is_pipe:  # a read of a pipe may never end: not waited for
+                    self.pieces.close()
+                else:
+                    with self._reading:  # a file's decode ends: wait for it
+                        self.pieces.close()
         finally:
             self.sink.abort()

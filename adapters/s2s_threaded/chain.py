@@ -22,7 +22,7 @@ from s2s_core.setup import Setup
 from s2s_core.stitcher import Stitcher
 
 from .connection import Connection, Connector
-from .request import SLICE_S, TIMEOUT, Request, Timeout
+from .request import SLICE_S, TIMEOUT, Request, Timeout, Woken
 
 __all__ = ["RequestChain"]
 
@@ -171,20 +171,25 @@ class RequestChain(ChainView[Connection, Request, threading.RLock]):
         assert event is not TIMEOUT
         return event
 
-    def receive_until(self, deadline: float | None) -> StreamEvent | Timeout | None:
-        """The next event, None after the end, or ``TIMEOUT`` once ``deadline`` passed."""
+    def receive_until(self, deadline: float | None,
+                      woken: Woken | None = None) -> StreamEvent | Timeout | None:
+        """The next event, None after the end, or ``TIMEOUT`` once ``deadline`` passed.
+
+        ``woken`` returning True ends the wait with ``TIMEOUT`` too (whoever
+        makes it True calls ``wake``).
+        """
         pending = self._pending
         while not pending:
             index = self._reading()
             if index is None:
                 return None
-            readable = self._wait_readable(index, deadline)
+            readable = self._wait_readable(index, deadline, woken)
             if readable is None:
                 return TIMEOUT
             link, request = readable
             try:
                 self._check_unread(index, request)
-                event = request.receive_until(deadline)
+                event = request.receive_until(deadline, woken)
             except S2SError as exc:
                 if self._retried(index, link, request, exc):
                     continue
@@ -196,13 +201,15 @@ class RequestChain(ChainView[Connection, Request, threading.RLock]):
                 finished.close()
         return pending.popleft()
 
-    def _wait_readable(self, index: int, deadline: float | None) -> tuple[_Link, Request] | None:
-        """Request ``index``'s link and request once it has one (None: ``deadline`` passed)."""
+    def _wait_readable(self, index: int, deadline: float | None,
+                       woken: Woken | None = None) -> tuple[_Link, Request] | None:
+        """Request ``index``'s link and request once it has one (None: ``deadline`` passed,
+        or ``woken`` said so)."""
         with self._changed:
             while (readable := self._readable(index)) is None:
                 wait = SLICE_S if deadline is None else min(SLICE_S,
                                                             deadline - time.monotonic())
-                if wait <= 0:
+                if wait <= 0 or (woken is not None and woken()):
                     return None
                 self._changed.wait(wait)
             return readable
@@ -235,6 +242,15 @@ class RequestChain(ChainView[Connection, Request, threading.RLock]):
     def _notify(self) -> None:
         with self._changed:
             self._changed.notify_all()
+
+    def wake(self) -> None:
+        """Wake the consumer wherever it waits (any thread): see ``receive_until``'s ``woken``."""
+        with self._changed:
+            self._changed.notify_all()
+            requests = [link.request for link in self._links.values()]
+        for request in requests:
+            if request is not None:
+                request.handle.waker.set()
 
     def close(self) -> None:
         """Close the connections the chain opened (the first one is the caller's)."""

@@ -20,7 +20,7 @@ from s2s_core.client_docs import (
 from s2s_core.errors import S2SError
 from s2s_core.events import Audio, StreamEvent
 from s2s_core.feeder import Step
-from s2s_core.input_plan import AudioPiece, InputAttempts, InputOptions, InputSource, input_failure
+from s2s_core.input_plan import AudioPiece, InputAttempts, InputOptions, input_failure
 from s2s_core.options import ClientOptions, OptionKwargs
 from s2s_core.results import S2SResult
 from s2s_core.setup import Setup
@@ -30,6 +30,7 @@ from .connection import Connection, OpenConnection
 from .request import TIMEOUT, Request
 from .rest import RestMixin
 from .session import OpenSession
+from .source import PENDING, Source
 
 __all__ = ["S2SClient", "S2SStream", "OpenStream", "connect", "open_connection",
            "AudioSource"]
@@ -62,12 +63,17 @@ def open_connection(url: str, *, api_key: str | None = None, token: str | None =
 class _InputPump:
     """Sends an input as the core's feeder decides, request by request, from the consumer."""
 
-    def __init__(self, chain: RequestChain, source: InputSource) -> None:
+    def __init__(self, chain: RequestChain, source: Source) -> None:
         self._chain = chain
         self._source = source
         self.due: float | None = -math.inf
         """When the pump must run next (-inf: now; None: not before something changes)."""
         self._blocked_on: int | None = None
+        self._awaiting_input = False
+
+    def woken(self) -> bool:
+        """Whether the piece the pump waits for came (the source's thread then wakes the chain)."""
+        return self._awaiting_input and self._source.arrived()
 
     def unblock(self) -> None:
         """Run again once the request the next one waits for has been read to its end."""
@@ -84,7 +90,12 @@ class _InputPump:
                 step = feeder.next_step(time.monotonic())
                 kind = step.kind
                 if kind is Step.NEED_INPUT:
-                    feeder.pulled(self._source.next())
+                    piece = self._source.take()
+                    self._awaiting_input = piece is PENDING
+                    if piece is PENDING:
+                        self.due = None  # until the source's thread wakes the chain
+                        return
+                    feeder.pulled(piece)
                 elif kind is Step.WAIT:
                     self.due = step.until
                     return
@@ -117,6 +128,15 @@ class S2SStream(StreamInfo[Request]):
     flowing at the pace while you consume events. Input stops while you do
     not iterate (``result()`` iterates to the end). Iterating ``request``
     directly sends nothing.
+
+    A source that may block (any iterable but a list, a tuple, a
+    ``BytesIO`` or a file on disk: a microphone, a pipe, a socket) is read
+    by a thread of its own, a few pieces ahead at most, so events keep
+    coming while it waits: the iterating thread wakes for an event or the
+    next piece, whichever comes first. If the stream closes while that
+    thread waits inside the source, it is left to end when the source
+    returns (a daemon thread nothing waits for); otherwise it ends with the
+    source or the stream.
     """
 
     _request: RequestChain
@@ -150,14 +170,14 @@ class S2SStream(StreamInfo[Request]):
         pump, chain = self._pump, self._request
         while True:
             pump.unblock()
-            event = chain.receive_until(pump.due)
+            event = chain.receive_until(pump.due, pump.woken)
             if event is not TIMEOUT:
                 return event
             pump.run()
 
     def _wait_ready(self) -> None:
         request, pump = self._request.requests[0], self._pump
-        while not request.wait_ready_until(pump.due):
+        while not request.wait_ready_until(pump.due, pump.woken):
             pump.run()
 
 
@@ -174,6 +194,7 @@ class OpenStream:
         self.attempts = attempts
         self._open: OpenConnection | None = None
         self._chain: RequestChain | None = None
+        self._source: Source | None = None
 
     def __enter__(self) -> S2SStream:
         attempts = self.attempts
@@ -198,7 +219,9 @@ class OpenStream:
         request = conn.start(setup, keep_audio=False)
         feeder, stitcher = attempts.plan.start(time.monotonic())
         chain = self._chain = RequestChain(self._client, setup, feeder, stitcher, conn, request)
-        stream = S2SStream(chain, _InputPump(chain, attempts.new_source(pull_async=False)))
+        source = self._source = Source(attempts.new_source(pull_async=False), attempts.plan.audio,
+                                       wake=chain.wake)
+        stream = S2SStream(chain, _InputPump(chain, source))
         stream._wait_ready()
         return stream
 
@@ -209,6 +232,9 @@ class OpenStream:
         chain, self._chain = self._chain, None
         if chain is not None:
             chain.close()
+        source, self._source = self._source, None
+        if source is not None:
+            source.close()
         opened, self._open = self._open, None
         if opened is not None:
             opened.__exit__(exc_type, exc, None)

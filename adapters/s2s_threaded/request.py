@@ -11,7 +11,7 @@ import enum
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal, Protocol
 
@@ -37,7 +37,7 @@ class RequestLink(Protocol):
 
     def close(self, code: int = 1000, reason: str = "") -> None: ...
 
-__all__ = ["Request", "Timeout", "TIMEOUT", "SLICE_S", "wait_sliced"]
+__all__ = ["Request", "Timeout", "TIMEOUT", "SLICE_S", "wait_sliced", "Woken"]
 
 SLICE_S = 0.5
 """Longest single wait, so Ctrl-C is seen promptly even where lock waits ignore it."""
@@ -50,6 +50,11 @@ class Timeout(enum.Enum):
 
 
 TIMEOUT: Literal[Timeout.TIMEOUT] = Timeout.TIMEOUT
+
+Woken = Callable[[], bool]
+"""Ends a wait early (as its deadline would) once it returns True: something
+other than an event needs the waiting thread. Whoever makes it True then
+sets the request's waker, so a wait that began before is woken."""
 
 
 def wait_sliced(event: threading.Event, timeout: float | None) -> bool:
@@ -151,8 +156,8 @@ class Request(RequestView):
         assert ready is not None
         return ready
 
-    def wait_ready_until(self, deadline: float | None) -> bool:
-        """Wait for ready until ``deadline``; whether it came.
+    def wait_ready_until(self, deadline: float | None, woken: Woken | None = None) -> bool:
+        """Wait for ready until ``deadline`` (or ``woken``); whether it came.
 
         Raises:
             S2SError: The request failed before ready.
@@ -167,7 +172,7 @@ class Request(RequestView):
                     handle.waker.clear()
             if failure is not None:
                 raise failure
-            if not self._wait(deadline):
+            if not self._wait(deadline, woken):
                 return False
 
     def receive(self) -> ServerEvent | None:
@@ -180,8 +185,13 @@ class Request(RequestView):
         assert event is not TIMEOUT
         return event
 
-    def receive_until(self, deadline: float | None) -> ServerEvent | Timeout | None:
-        """The next event, None after the end, or ``TIMEOUT`` once ``deadline`` passed."""
+    def receive_until(self, deadline: float | None,
+                      woken: Woken | None = None) -> ServerEvent | Timeout | None:
+        """The next event, None after the end, or ``TIMEOUT`` once ``deadline`` passed.
+
+        ``woken`` returning True (checked before every wait) ends the wait
+        with ``TIMEOUT`` too.
+        """
         handle = self.handle
         while True:
             if self._taken:
@@ -190,7 +200,7 @@ class Request(RequestView):
                 return None
             if self._taken:
                 continue
-            if not self._wait(deadline):
+            if not self._wait(deadline, woken):
                 return TIMEOUT
 
     def _take(self) -> bool:
@@ -215,8 +225,14 @@ class Request(RequestView):
             conn.consumer_took()
         return True
 
-    def _wait(self, deadline: float | None) -> bool:
-        """Wait for a wake-up until ``deadline``; False once it passed."""
+    def _wait(self, deadline: float | None, woken: Woken | None = None) -> bool:
+        """Wait for a wake-up until ``deadline``; False once it passed or ``woken``.
+
+        The waker was cleared before: a ``woken`` made True after this check
+        sets it, so the wait below ends at once.
+        """
+        if woken is not None and woken():
+            return False
         if deadline is None:
             return wait_sliced(self.handle.waker, None)
         left = deadline - time.monotonic()
