@@ -60,7 +60,8 @@ def replayable(audio: object) -> bool:
 def may_block(audio: object) -> bool:
     """Whether pulling the next piece of an input source may wait (for a device, a pipe).
 
-    A buffer, an array, a list, a tuple or a ``BytesIO`` is in memory, and a
+    A buffer, an array, a list, a tuple (or an iterator over one) or a
+    ``BytesIO`` is in memory, and a
     file object on a regular file reads from disk: taking their next piece
     never waits for anyone to produce it. Any other iterable may (a
     generator over a microphone, ``sys.stdin.buffer`` on a pipe or a
@@ -78,7 +79,7 @@ def may_block(audio: object) -> bool:
     return True
 
 
-_IN_MEMORY = (list, tuple, io.BytesIO)
+_IN_MEMORY: tuple[type, ...] = (list, tuple, io.BytesIO, type(iter([])), type(iter(())))
 
 
 def _on_disk(file: io.IOBase) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 from ._pcm import mono_samples
 from .audio_input import InputChunker, check_length
 from .errors import InvalidAudio, S2SError
-from .feeder import InputFeeder, Step, replayable
+from .feeder import InputFeeder, Step, may_block, replayable
 from .options import LEAD_IN_SILENCE_S, TRAILING_SILENCE_S, ClientOptions
 from .protocol import AudioInput
 from .retry import Retrier, RetryPolicy
@@ -173,7 +173,7 @@ class InputSource:
         TypeError: ``audio`` is not a buffer nor an iterable it can pull.
     """
 
-    __slots__ = ("async_pieces", "pieces", "pulled")
+    __slots__ = ("async_pieces", "may_block", "pieces", "pulled")
 
     def __init__(self, audio: object, previous: InputSource | None = None, *,
                  pull_async: bool = True) -> None:
@@ -181,6 +181,9 @@ class InputSource:
         self.async_pieces: AsyncIterator[AudioPiece] | None = None
         self.pulled = False
         """Something was pulled: a one-shot source cannot be sent again."""
+        self.may_block = may_block(audio)
+        """Pulling a plain source may wait (``may_block``): pull it off the loop or the
+        thread that delivers the output."""
         if previous is not None and not previous.pulled and not replayable(audio):
             self.pieces, self.async_pieces = previous.pieces, previous.async_pieces
         elif isinstance(audio, _BUFFERS):

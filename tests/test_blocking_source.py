@@ -49,9 +49,17 @@ The output of its last chunk is needed, so it comes only after the source
 was asked for the next piece."""
 
 
-@pytest.fixture(params=MODES)
+SOURCE_KINDS = [(mode, kind) for mode in MODES
+                for kind in (("plain",) if mode == "threaded" else ("plain", "async"))]
+"""Every mode with a plain blocking iterator; the async modes with an async one too."""
+
+
+@pytest.fixture(params=SOURCE_KINDS, ids=[f"{m}-{k}" for m, k in SOURCE_KINDS])
 def harness(request: pytest.FixtureRequest) -> Harness:
-    return harness_for(request.param)
+    mode, kind = request.param
+    made = harness_for(mode)
+    made.source_kind = kind  # type: ignore[attr-defined]
+    return made
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +71,10 @@ def url() -> Iterator[str]:
 class LiveSource:
     """``first``, a pause until ``gate`` is set (at most ``WAIT_S``), then ``rest`` or ``fail``.
 
-    ``iterable(mode)`` gives it as the mode takes a live source: a blocking
-    iterator for the threaded adapter, an async one (awaiting in a worker
-    thread) for the async adapters.
+    ``iterable(harness)`` gives it as the harness's ``source_kind`` says: a
+    blocking iterator (``plain``: the client must pull it off the thread or
+    loop that delivers the output) or an async one awaiting in a worker
+    thread (``async``).
     """
 
     def __init__(self, first: list[Any], rest: list[Any], gate: threading.Event, *,
@@ -77,8 +86,9 @@ class LiveSource:
         """The pause ended (the gate opened, or ``WAIT_S`` passed)."""
         self.timed_out = False
 
-    def iterable(self, mode: str) -> Any:
-        return self._blocking() if mode == "threaded" else self._awaiting()
+    def iterable(self, harness: Harness | str) -> Any:
+        kind = getattr(harness, "source_kind", "plain")
+        return self._blocking() if kind == "plain" else self._awaiting()
 
     def _after_pause(self, opened: bool) -> None:
         self.timed_out = not opened
@@ -148,7 +158,7 @@ def source_threads() -> list[threading.Thread]:
 def test_output_flows_while_the_source_blocks(harness: Harness, url: str) -> None:
     watch = Watch()
     source = LiveSource([SPEECH], [SPEECH], watch.seen)
-    out = harness.stream(url, SETUP, source.iterable(harness.mode), pace=None,
+    out = harness.stream(url, SETUP, source.iterable(harness), pace=None,
                          trailing_silence_s=0.0, on_event=watch)
     assert not source.timed_out, "no output reached the caller while the source blocked"
     assert out.error is None, repr(out.error)
@@ -175,7 +185,7 @@ def test_a_source_that_raises_after_blocking_fails_the_stream(harness: Harness,
     watch = Watch()
     unplugged = RuntimeError("microphone unplugged")
     source = LiveSource([SPEECH], [SPEECH], watch.seen, fail=unplugged)
-    out = harness.stream(url, SETUP, source.iterable(harness.mode), pace=None,
+    out = harness.stream(url, SETUP, source.iterable(harness), pace=None,
                          trailing_silence_s=0.0, on_event=watch)
     assert not source.timed_out, "no output reached the caller while the source blocked"
     error = out.error
@@ -192,7 +202,7 @@ def test_leaving_the_stream_while_the_source_blocks_returns(harness: Harness,
     source = LiveSource([SPEECH], [SPEECH], release)
     outcome: list[Any] = []
     consumer = threading.Thread(target=lambda: outcome.append(harness.stream(
-        url, SETUP, source.iterable(harness.mode), pace=None, trailing_silence_s=0.0,
+        url, SETUP, source.iterable(harness), pace=None, trailing_silence_s=0.0,
         on_event=watch)), daemon=True)
     try:
         consumer.start()
@@ -212,7 +222,7 @@ def test_a_connection_lost_while_the_source_blocks_is_seen(harness: Harness) -> 
     source = LiveSource([SPEECH], [SPEECH], release)
     try:
         with run_server(fault=FaultPlan(Fault.DROP_TCP, after_messages=10)) as url:
-            out = harness.stream(url, SETUP, source.iterable(harness.mode), pace=None,
+            out = harness.stream(url, SETUP, source.iterable(harness), pace=None,
                                  trailing_silence_s=0.0, options=NO_RETRY)
         assert isinstance(out.error, ConnectionClosedError), repr(out.error)
         assert not source.resumed.is_set(), "the failure reached the caller only after the pause"
@@ -255,7 +265,7 @@ def test_a_split_input_flows_while_the_source_blocks(harness: Harness, url: str)
                                             for i in range(0, len(given.samples), 24000)]
     watch = Watch(seen_when=lambda w: w.started >= 1 and w.audio >= 31.5 * OUT_BYTES_PER_S)
     source = LiveSource(pieces[:32], pieces[32:], watch.seen)
-    out = harness.stream(url, SETUP, source.iterable(harness.mode), pace=None,
+    out = harness.stream(url, SETUP, source.iterable(harness), pace=None,
                          options=ClientOptions(max_request_s=25.0), on_event=watch)
     assert not source.timed_out, "no output of the next request while the source blocked"
     assert out.error is None, repr(out.error)
@@ -284,7 +294,7 @@ def test_a_source_in_memory_is_read_without_a_thread() -> None:
     from s2s_threaded.source import Source
 
     for audio in (b"\0\0", SPEECH, [b"\0\0", b"\0\0"], (SPEECH,)):
-        source = Source(InputSource(audio, pull_async=False), audio, wake=lambda: None)
+        source = Source(InputSource(audio, pull_async=False), wake=lambda: None)
         while source.take() is not None:
             pass
         assert not source_threads()
@@ -297,7 +307,7 @@ def test_the_source_is_read_ahead_a_few_pieces_at_most() -> None:
 
     pulled, pieces = counting()
     woken = threading.Event()
-    source = Source(InputSource(pieces, pull_async=False), pieces, wake=woken.set)
+    source = Source(InputSource(pieces, pull_async=False), wake=woken.set)
     first = source.take()  # starts the thread: nothing is there yet, or the first piece
     taken = 0 if first is PENDING else 1
     if first is PENDING:
@@ -319,7 +329,7 @@ def test_a_source_error_comes_after_its_pieces_and_ends_the_thread() -> None:
 
     woken = threading.Event()
     audio = failing()
-    source = Source(InputSource(audio, pull_async=False), audio, wake=woken.set)
+    source = Source(InputSource(audio, pull_async=False), wake=woken.set)
     got: list[Any] = []
     with pytest.raises(OSError, match="pipe broke"):
         while True:
@@ -338,7 +348,7 @@ def test_closing_does_not_wait_for_a_source_that_blocks() -> None:
 
     release = threading.Event()
     pulled, pieces = counting(release, at=1)
-    source = Source(InputSource(pieces, pull_async=False), pieces, wake=lambda: None)
+    source = Source(InputSource(pieces, pull_async=False), wake=lambda: None)
     try:
         assert wait_until(lambda: source.take() == b"\0\0")
         assert wait_until(lambda: source._reader._in_source)  # type: ignore[union-attr]

@@ -207,7 +207,8 @@ def test_pace_must_be_positive(pace: float) -> None:
 def test_only_an_input_in_memory_cannot_block() -> None:
     """What an adapter may pull on the thread that delivers the output, and what not."""
     samples = np.zeros(10, dtype=np.int16)
-    in_memory = [b"ab", bytearray(2), memoryview(b"ab"), samples, [b"ab", samples], (b"ab",)]
+    in_memory = [b"ab", bytearray(2), memoryview(b"ab"), samples, [b"ab", samples], (b"ab",),
+                 iter([b"ab"]), iter((b"ab",))]
     assert not any(may_block(audio) for audio in in_memory)
 
     class Pieces(list[bytes]):  # a subclass may iterate differently: not trusted
@@ -216,7 +217,7 @@ def test_only_an_input_in_memory_cannot_block() -> None:
     def generated() -> object:
         yield b"ab"
 
-    may_wait = [iter([b"ab"]), generated(), Pieces([b"ab"]), {b"ab": 1}.keys(), range(3)]
+    may_wait = [generated(), Pieces([b"ab"]), {b"ab": 1}.keys(), range(3)]
     assert all(may_block(audio) for audio in may_wait)
     assert replayable(Pieces([b"ab"]))  # a different question: a list can be sent again
 

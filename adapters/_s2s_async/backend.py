@@ -5,10 +5,12 @@ from __future__ import annotations
 import ssl
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from s2s_core.proxy import ProxyConfig
 from s2s_core.urls import WebSocketTarget
+
+T = TypeVar("T")
 
 
 class ByteStream(Protocol):
@@ -139,6 +141,10 @@ class Backend(Protocol):
 
     def start_background(self, fn: Callable[[], Awaitable[None]], name: str) -> Background:
         """Run ``fn`` in a task of its own (it must not raise: it logs and returns)."""
+        ...
+
+    async def run_sync_in_thread(self, fn: Callable[[], T]) -> T:
+        """``fn()`` in a worker thread; a cancelled caller does not wait for it (abandoned)."""
         ...
 
     def move_on_at(self, deadline: float) -> AbstractContextManager[CancelScope]: ...

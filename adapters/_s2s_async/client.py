@@ -162,7 +162,7 @@ async def _feed(chain: RequestChain, source: InputSource) -> None:
             step = feeder.next_step(backend.current_time())
             kind = step.kind
             if kind is Step.NEED_INPUT:
-                feeder.pulled(await _pull(source))
+                feeder.pulled(await _pull(source, backend))
             elif kind is Step.WAIT:
                 assert step.until is not None
                 await backend.sleep_until(step.until)
@@ -180,9 +180,17 @@ async def _feed(chain: RequestChain, source: InputSource) -> None:
             await chain.fail_input(failure)
 
 
-async def _pull(source: InputSource) -> AudioPiece | None:
-    """The next piece of the caller's source (plain or async), or None at its end."""
+async def _pull(source: InputSource, backend: Backend) -> AudioPiece | None:
+    """The next piece of the caller's source (plain or async), or None at its end.
+
+    A plain source that may wait for its next piece (a generator over a
+    microphone, a pipe) is pulled in a worker thread, so the loop and the
+    output it delivers go on meanwhile.
+    """
     if source.async_pieces is None:
+        if source.may_block:
+            source.pulled = True  # a thread left inside it must not be taken over
+            return await backend.run_sync_in_thread(source.next)
         return source.next()
     source.pulled = True
     return await anext(source.async_pieces, None)

@@ -10,15 +10,18 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 
 from s2s_core.proxy import ProxyConfig
 from s2s_core.urls import WebSocketTarget
 
 from ._asyncio_stream import AsyncioByteStream, open_asyncio_stream
+
+T = TypeVar("T")
 
 _TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError)
@@ -106,6 +109,9 @@ class AnyioBackend:
 
             return TRIO.start_background(fn, name)
         return AsyncioBackground(fn, name)
+
+    async def run_sync_in_thread(self, fn: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
 
     @contextmanager
     def move_on_at(self, deadline: float) -> Iterator[Any]:

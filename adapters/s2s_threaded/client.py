@@ -219,8 +219,7 @@ class OpenStream:
         request = conn.start(setup, keep_audio=False)
         feeder, stitcher = attempts.plan.start(time.monotonic())
         chain = self._chain = RequestChain(self._client, setup, feeder, stitcher, conn, request)
-        source = self._source = Source(attempts.new_source(pull_async=False), attempts.plan.audio,
-                                       wake=chain.wake)
+        source = self._source = Source(attempts.new_source(pull_async=False), wake=chain.wake)
         stream = S2SStream(chain, _InputPump(chain, source))
         stream._wait_ready()
         return stream

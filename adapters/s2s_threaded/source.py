@@ -19,7 +19,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
-from s2s_core.feeder import may_block
 from s2s_core.input_plan import AudioPiece, InputSource
 from s2s_core.options import SOURCE_READ_AHEAD, THREAD_JOIN_S
 
@@ -48,15 +47,13 @@ class Source:
     Args:
         source: The attempt's source (the core's: it keeps ``pulled`` for
             retries).
-        audio: What the caller gave (``may_block`` decides from it).
         wake: Wakes the consuming thread (any thread may call it) once a
             piece came after ``take`` said ``PENDING``.
     """
 
-    def __init__(self, source: InputSource, audio: object, *,
-                 wake: Callable[[], None]) -> None:
+    def __init__(self, source: InputSource, *, wake: Callable[[], None]) -> None:
         self._source = source
-        self._reader = _Reader(source, wake) if may_block(audio) else None
+        self._reader = _Reader(source, wake) if source.may_block else None
 
     def take(self) -> AudioPiece | Pending | None:
         """The next piece, None at the source's end, or ``PENDING`` (not there yet).

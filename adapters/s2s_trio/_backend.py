@@ -6,12 +6,14 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
 from s2s_core.proxy import NO_TUNNEL_TIMEOUT, TUNNEL_ERRORS, ProxyConfig, tunnel_args, tunnel_error
 from s2s_core.urls import WebSocketTarget
+
+T = TypeVar("T")
 
 
 class TrioBackend:
@@ -73,6 +75,9 @@ class TrioBackend:
 
     def start_background(self, fn: Callable[[], Awaitable[None]], name: str) -> TrioBackground:
         return TrioBackground(fn, name)
+
+    async def run_sync_in_thread(self, fn: Callable[[], T]) -> T:
+        return await trio.to_thread.run_sync(fn, abandon_on_cancel=True)
 
     @contextmanager
     def move_on_at(self, deadline: float) -> Iterator[Any]:
