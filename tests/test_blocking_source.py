@@ -191,6 +191,7 @@ def test_a_source_that_raises_after_blocking_fails_the_stream(harness: Harness,
     error = out.error
     assert isinstance(error, InvalidAudio), repr(error)
     assert "the audio source raised" in str(error) and "microphone unplugged" in str(error)
+    assert error.__cause__ is unplugged  # what the source raised, kept as the cause
     assert error.partial_result is not None
     assert len(error.partial_result.text_with_timestamps) == 1  # the speech before the pause
 

@@ -162,7 +162,8 @@ class RequestChain(ChainView[Connection, Request, Mutex]):
             except S2SError as exc:
                 if await self._retried(index, link, request, exc):
                     continue
-                raise self.stitcher.fail(exc) from None
+                failure = self.stitcher.fail(exc)
+                raise failure from failure.__cause__  # its own cause kept (a source's error)
             finished = self._took(index, event)
             if finished is not None:
                 await finished.aclose()

@@ -193,7 +193,8 @@ class RequestChain(ChainView[Connection, Request, threading.RLock]):
             except S2SError as exc:
                 if self._retried(index, link, request, exc):
                     continue
-                raise self.stitcher.fail(exc) from None
+                failure = self.stitcher.fail(exc)
+                raise failure from failure.__cause__  # its own cause kept (a source's error)
             if event is TIMEOUT:
                 return TIMEOUT
             finished = self._took(index, event)
