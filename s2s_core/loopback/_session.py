@@ -19,7 +19,7 @@ from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from .._frames import Opcode
-from ..connection import ServerConnection, UpgradeRequest
+from ..connection import ConnectionState, ServerConnection, UpgradeRequest
 from ..events import AudioReceived, Closed, EndOfStreamReceived, ServerSideEvent, SetupReceived
 from ..protocol import ProtocolState
 from ..setup import Setup
@@ -27,6 +27,8 @@ from ._engine import AudioOut, EngineError, LoopbackEngine, TextOut
 from ._faults import SETUP_REFUSALS, UPGRADE_REFUSALS, Fault, FaultPlan
 
 __all__ = ["Engine", "EngineFactory", "ServerConfig", "ServerSession", "loopback_engine"]
+
+_OPEN = ConnectionState.OPEN
 
 
 class Engine(Protocol):
@@ -120,6 +122,10 @@ class ServerSession:
     def handle_events(self, events: list[ServerSideEvent | UpgradeRequest], now: float) -> None:
         """Act on the connection's events."""
         for event in events:
+            if type(event) is AudioReceived:  # the common case first
+                self._idle_deadline = now + self.config.idle_timeout_s
+                self._on_audio(event, now)
+                continue
             if isinstance(event, UpgradeRequest):
                 self._on_upgrade(event, now)
                 continue
@@ -143,13 +149,11 @@ class ServerSession:
 
     def next_deadline(self) -> float | None:
         """When ``handle_timer`` must run next."""
-        deadlines = [self._idle_deadline]
+        deadline = self._idle_deadline
         if self._outbox and not self._stalled:
-            deadlines.append(self._outbox[0][0])
+            deadline = min(deadline, self._outbox[0][0])
         conn_deadline = self.conn.next_deadline()
-        if conn_deadline is not None:
-            deadlines.append(conn_deadline)
-        return min(deadlines)
+        return deadline if conn_deadline is None else min(deadline, conn_deadline)
 
     # -- handlers --
 
@@ -255,8 +259,14 @@ class ServerSession:
         self._queue(send, now)
 
     def _emit(self, request: _Request, outputs: list[AudioOut | TextOut], now: float) -> None:
-        protocol = self.conn.protocol
+        if not outputs:
+            return
+        conn = self.conn
+        protocol = conn.protocol
         rid = request.client_req_id
+        # What ``_queue`` then ``_flush`` would do at once: nothing waits, no fault.
+        direct = (not self._outbox and self.config.fault is None and not self._stalled
+                  and not self.abort_transport and conn.state is _OPEN)
         for out in outputs:
             if isinstance(out, AudioOut):
                 message = protocol.send_audio(out.data, out.start_s, out.stop_s,
@@ -264,7 +274,10 @@ class ServerSession:
             else:
                 message = protocol.send_text(out.text, out.start_s, out.stop_s,
                                              client_req_id=rid, stream_id=0)
-            self._queue(message, now)
+            if direct:
+                conn.send_message(message)
+            else:
+                self._queue(message, now)
 
     # -- output scheduling and faults --
 
