@@ -369,8 +369,11 @@ class LoopbackEngine:
         held = self._pending
         kept = len(held)
         pending = np.empty(kept + count, dtype=_LE_INT16)
-        pending[:kept] = held
-        round_to_int16(resampled, pending[kept:])
+        if kept:
+            pending[:kept] = held
+            round_to_int16(resampled, pending[kept:])
+        else:
+            round_to_int16(resampled, pending)
         self._pending = pending
 
     def _collect_int16(self, samples: npt.NDArray[np.int16]) -> None:
