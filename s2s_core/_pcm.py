@@ -208,10 +208,11 @@ def _as_int16_mono(audio: npt.NDArray[np.generic], downmix: bool) -> npt.NDArray
     return cast(Int16Array, mono)
 
 
-def _clip_two_calls(x: npt.NDArray[Any], lo: float, hi: float) -> npt.NDArray[Any]:
-    out: npt.NDArray[Any] = np.minimum(x, hi)
-    np.maximum(out, lo, out=out)
-    return out
+def _clip_two_calls(x: npt.NDArray[Any], lo: float, hi: float,
+                    out: npt.NDArray[Any] | None = None) -> npt.NDArray[Any]:
+    result: npt.NDArray[Any] = np.minimum(x, hi, out=out)
+    np.maximum(result, lo, out=result)
+    return result
 
 
 def _clip_ufunc() -> Any:

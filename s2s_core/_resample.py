@@ -14,10 +14,10 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
-from ._pcm import float_to_int16
+from ._pcm import _clip, float_to_int16
 from .errors import InvalidAudio
 
-__all__ = ["QUALITY", "Resampler", "resample"]
+__all__ = ["QUALITY", "Resampler", "resample", "round_to_int16"]
 
 QUALITY = "HQ"
 """libsoxr's recipe: "HQ" is 20-bit precision, passband to 91.3% of the lower
@@ -25,6 +25,8 @@ Nyquist frequency, linear phase (more than 16-bit audio needs)."""
 
 _F32 = np.dtype(np.float32)
 _INT16_SCALE = np.float32(1.0 / 32768.0)
+_INT16_MIN = np.float32(-32768.0)
+_INT16_MAX = np.float32(32767.0)
 
 
 def _check(chunk: npt.NDArray[Any]) -> None:
@@ -98,9 +100,42 @@ class Resampler:
 
     def flush(self) -> npt.NDArray[np.int16]:
         """End the stream: return the remaining samples and reset the converter."""
+        if self._stream is None:
+            return np.empty(0, dtype=np.int16)
+        return float_to_int16(self.flush_float())
+
+    def process_float(self, chunk: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """``process`` minus the conversions: float32 in, libsoxr's float32 out, in any scale.
+
+        libsoxr's float path is linear and a power-of-two scale is exact in
+        floating point, so int16 values given as float32 come out in int16
+        units: ``round_to_int16`` of them is what ``process`` returns for the
+        int16 samples, bit for bit (the tests hold it to that). The local
+        server converts its input once this way for the VAD and the
+        resampler. The same rates give the chunk back.
+
+        Args:
+            chunk: C-contiguous float32 samples, 1-D or as one column
+                ``(n, 1)`` (libsoxr's own layout: no reshaping on the way);
+                not checked, the caller builds them.
+
+        Returns:
+            The float32 samples now ready, in the chunk's shape: a new array
+            (the caller may overwrite it), or ``chunk`` itself at the same rates.
+        """
+        stream = self._stream
+        if stream is None or len(chunk) == 0:
+            return chunk
+        out: npt.NDArray[np.float32] = stream.resample_chunk(chunk)
+        self._taken += len(chunk)
+        self._given += len(out)
+        return out
+
+    def flush_float(self) -> npt.NDArray[np.float32]:
+        """``flush`` minus the quantization (see ``process_float``)."""
         stream = self._stream
         if stream is None:
-            return np.empty(0, dtype=np.int16)
+            return np.empty(0, dtype=_F32)
         tail: npt.NDArray[np.float32] = stream.resample_chunk(np.empty(0, dtype=_F32), last=True)
         self._stream = self._new_stream()  # a fresh state (``clear`` is not in every soxr)
         # libsoxr rounds an exact half sample its own way: hold the count to the rule.
@@ -111,7 +146,25 @@ class Resampler:
         elif missing < 0:
             tail = tail[:max(len(tail) + missing, 0)]
         self._taken = self._given = 0
-        return float_to_int16(tail)
+        return tail
+
+
+def round_to_int16(samples: npt.NDArray[np.float32], out: npt.NDArray[np.int16]) -> None:
+    """Write float32 samples in int16 units to ``out``: clipped, rounded half to even.
+
+    The rounding and clipping of ``float_to_int16`` for samples already
+    scaled by 32768 (see ``Resampler.process_float``), in place and without
+    a new array. NaN is not handled (libsoxr's output of finite input is
+    finite).
+
+    Args:
+        samples: float32 samples, 1-D or one column ``(n, 1)`` (scratch:
+            overwritten).
+        out: 1-D int16 array (any byte order) of ``len(samples)`` samples.
+    """
+    _clip(samples, _INT16_MIN, _INT16_MAX, samples)
+    np.rint(samples, samples)
+    out[:] = samples.reshape(-1)  # exact integers in range: the cast is exact
 
 
 def resample(pcm: npt.NDArray[Any], from_rate: int, to_rate: int) -> npt.NDArray[np.int16]:

@@ -706,8 +706,16 @@ class ServerConnection(_Base):
 
     def data_to_send(self) -> bytes:
         """Bytes to write now; a client fault is answered here (see ``_on_text``)."""
-        self._answer_fault()
+        if self._fault is not None:
+            self._answer_fault()
         return super().data_to_send()
+
+    def next_deadline(self) -> float | None:
+        """When ``handle_timer`` must next be called, or None."""
+        if (self._next_ping is None and self._pong_deadline is None
+                and self._close_deadline is None and self._drain_deadline is None):
+            return None  # the usual case on a server, asked after every input
+        return super().next_deadline()
 
     def receive_eof(self, *, now: float | None = None) -> None:
         """The transport has no more data (a pending client fault is answered first)."""

@@ -23,6 +23,7 @@ from ._wire import (
     audio_message_tail,
     b64encode,
     decode_audio_at,
+    decode_client_audio,
     decode_client_message,
     decode_server_message,
     encode_end_of_stream,
@@ -441,12 +442,27 @@ class ServerProtocol:
             RemoteProtocolError: Malformed or out of order (``close_code``
                 1002), or a setup with a bad field (1008).
         """
+        if type(data) is bytes:
+            # The hot path: audio in a request both sides stream (checked against
+            # the table at import, like the client's).
+            audio = decode_client_audio(data)
+            if audio is not None:
+                request = self._life.requests.get(audio.client_req_id)
+                if (request is not None and request.client is _CLIENT_STREAMING
+                        and request.server not in ENDED):
+                    return [audio]
+                return self._receive_event(audio)
         try:
             event = decode_client_message(data)
         except S2SError as exc:
             if isinstance(exc, RemoteProtocolError):
                 raise
             raise RemoteProtocolError(str(exc), close_code=1008) from None
+        return self._receive_event(event)
+
+    def _receive_event(self, event: ClientEvent | UnknownMessage) -> list[
+            ClientEvent | UnknownMessage]:
+        """Apply one decoded client message to the lifecycle (see ``receive_message``)."""
         life = self._life
         if isinstance(event, SetupReceived):
             why = life.check_setup(event.setup)
@@ -493,10 +509,16 @@ class ServerProtocol:
         return encode_ready(request_id, sample_rate, model_name=model_name,
                             frame_size=frame_size, client_req_id=client_req_id)
 
+    def _streaming(self, client_req_id: str | None) -> bool:
+        """Whether the server side of this request streams: text and audio change nothing."""
+        request = self._life.requests.get(client_req_id)
+        return request is not None and request.server is _SERVER_STREAMING
+
     def send_text(self, text: str, start_s: float, stop_s: float, *,
                   client_req_id: str | None = None, stream_id: int | None = None) -> bytes:
         """Send a text segment."""
-        self._server_send(Kind.TEXT, client_req_id)
+        if not self._streaming(client_req_id):
+            self._server_send(Kind.TEXT, client_req_id)
         return encode_text(text, start_s, stop_s, stream_id=stream_id,
                            client_req_id=client_req_id)
 
@@ -504,7 +526,8 @@ class ServerProtocol:
                    stop_s: float | None = None, *, client_req_id: str | None = None,
                    stream_id: int | None = None) -> bytes:
         """Send a chunk of output audio."""
-        self._server_send(Kind.AUDIO, client_req_id)
+        if not self._streaming(client_req_id):
+            self._server_send(Kind.AUDIO, client_req_id)
         return encode_server_audio(audio, start_s, stop_s, stream_id=stream_id,
                                    client_req_id=client_req_id)
 

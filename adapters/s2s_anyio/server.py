@@ -60,13 +60,13 @@ def server_url(host: str, port: int, *, secure: bool = False) -> str:
 
 def make_config(*, api_keys: Iterable[str] | None = None, tokens: Iterable[str] = (),
                 max_audio_s: float = 300.0, idle_timeout_s: float = 300.0,
-                engine_factory: EngineFactory = loopback_engine,
+                engine_factory: EngineFactory = loopback_engine, input_block_s: float = 0.0,
                 fault: FaultPlan | None = None) -> ServerConfig:
     """Build a ``ServerConfig`` from plain arguments."""
     return ServerConfig(api_keys=None if api_keys is None else frozenset(api_keys),
                         tokens=set(tokens), max_audio_s=max_audio_s,
                         idle_timeout_s=idle_timeout_s, engine_factory=engine_factory,
-                        fault=fault)
+                        input_block_s=input_block_s, fault=fault)
 
 
 async def serve(host: str = "127.0.0.1", port: int = 8765, *,
@@ -81,7 +81,7 @@ async def serve(host: str = "127.0.0.1", port: int = 8765, *,
         port: Port (0 picks a free one; the URL given to ``task_status`` says which).
         config: Server settings; or pass ``make_config``'s arguments
             (``api_keys``, ``tokens``, ``max_audio_s``, ``idle_timeout_s``,
-            ``engine_factory``, ``fault``) directly.
+            ``engine_factory``, ``input_block_s``, ``fault``) directly.
         ssl_context: Serve ``wss://`` with this server context.
         rest: The REST side (voices, credits, tokens); default: a fresh
             ``LocalRest()``. Pass one to set the starting credits or to read

@@ -14,8 +14,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .._g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
-from .._pcm import pcm16_view, to_pcm16
-from .._resample import Resampler
+from .._pcm import pcm16_view
+from .._resample import Resampler, round_to_int16
 from .._wav import WavStreamDecoder, wav_header
 from ..errors import InvalidAudio
 from ..formats import FRAME_SECONDS, AudioFormat, Codec, Direction, lookup_format
@@ -100,18 +100,34 @@ def _resolve(name: str, direction: Direction) -> AudioFormat:
     return fmt
 
 
-_NO_SAMPLES = np.empty(0, dtype=np.int16)
+_LE_INT16 = np.dtype("<i2")
+_NO_SAMPLES = np.empty(0, dtype=_LE_INT16)
+_vecdot = getattr(np, "vecdot", None)  # numpy >= 2.0
+
+
+def _window_energies(windows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The sum of squares of each row: one dot product per VAD window."""
+    if _vecdot is not None:
+        energies: npt.NDArray[np.float64] = _vecdot(windows, windows)
+        return energies
+    stacked: npt.NDArray[np.float64] = np.matmul(windows[:, None, :], windows[:, :, None])
+    return stacked.reshape(-1)
 
 
 class _EnergyVad:
     """Energy VAD over fixed windows at absolute input positions (chunking-proof)."""
 
+    __slots__ = ("_hangover", "_index", "_language", "_last", "_level", "_level2",
+                 "_min_windows", "_rate", "_rest", "_samples", "_segments", "_start", "_window")
+
     def __init__(self, sample_rate: int, language: str) -> None:
         self._rate = sample_rate
         self._window = max(1, round(sample_rate * VAD_WINDOW_S))
-        # Squared RMS threshold in int16 units; sums of squares are exact in
-        # int64 and exactly representable as float64, so comparisons are exact.
+        # Squared RMS threshold in int16 units. Sums of int16 squares over a window
+        # stay below 2**53: exact in float64 whatever the order of the additions,
+        # so every comparison is exact and the same however the input is cut.
         self._level2 = (32768.0 * 10.0 ** (VAD_THRESHOLD_DBFS / 20.0)) ** 2
+        self._level = self._window * self._level2  # the same, summed over a window
         self._hangover = round(VAD_HANGOVER_S / VAD_WINDOW_S)
         self._min_windows = round(VAD_MIN_SEGMENT_S / VAD_WINDOW_S)
         self._language = language
@@ -132,31 +148,30 @@ class _EnergyVad:
         self._rest = pending[cut:].copy() if cut < len(pending) else _NO_SAMPLES
         if count == 0:
             return []
-        # Sums of int16 squares over a window stay below 2**53: exact in float64,
-        # which numpy squares and sums faster than int64 (and without einsum's
-        # per-call parsing). The server runs this on every input chunk.
-        windows = pending[:cut].reshape(count, window).astype(np.float64)
-        windows *= windows
-        voiced = windows.sum(axis=1) >= window * self._level2
-        if self._start is None and not voiced.any():
+        # The server runs this on every input chunk: one conversion, one dot
+        # product per window, and the few window energies compared in Python.
+        energies: list[float] = _window_energies(
+            pending[:cut].astype(np.float64).reshape(count, window)).tolist()
+        level = self._level
+        if self._start is None and max(energies) < level:
             self._index += count  # silence, no open segment: nothing to close
             return []
-        return self._update(voiced)
+        return self._update([energy >= level for energy in energies])
 
     def finish(self) -> list[TextOut]:
         texts: list[TextOut] = []
         if len(self._rest):
             tail = self._rest.astype(np.int64)
             voiced = int(np.dot(tail, tail)) >= len(tail) * self._level2
-            texts = self._update(np.array([voiced]))
+            texts = self._update([voiced])
             self._rest = _NO_SAMPLES
         if self._start is not None:
             texts += self._close()
         return texts
 
-    def _update(self, voiced: npt.NDArray[np.bool_]) -> list[TextOut]:
+    def _update(self, voiced: list[bool]) -> list[TextOut]:
         texts: list[TextOut] = []
-        for flag in voiced.tolist():
+        for flag in voiced:
             if flag:
                 if self._start is None:
                     self._start = self._index
@@ -197,6 +212,11 @@ class LoopbackEngine:
     call raises.
     """
 
+    # The server holds one per request and runs it on every input chunk.
+    __slots__ = ("_carry", "_done", "_frame", "_header_sent", "_in", "_in_rate",
+                 "_in_samples", "_language", "_max_audio_s", "_out", "_out_rate",
+                 "_out_samples", "_pending", "_resampler", "_same_rate", "_vad", "_wav_in")
+
     def __init__(
         self,
         input_format: str,
@@ -217,10 +237,11 @@ class LoopbackEngine:
         self._carry = b""
         self._in_rate: int | None = None
         self._resampler: Resampler | None = None
+        self._same_rate = False
         self._vad: _EnergyVad | None = None
         if self._in.sample_rate is not None:
             self._start_input(self._in.sample_rate)
-        self._pending = np.empty(0, dtype=np.int16)
+        self._pending = _NO_SAMPLES  # output samples not yet in a frame
         self._in_samples = 0
         self._out_samples = 0
         self._header_sent = False
@@ -271,7 +292,7 @@ class LoopbackEngine:
             raise self._fail(1008, "wav input ended before its header was complete")
         outputs: list[AudioOut | TextOut] = []
         if self._resampler is not None and self._vad is not None:
-            self._append(self._resampler.flush())
+            self._collect(self._resampler.flush_float())
             outputs += self._frames(final=True)
             outputs += self._vad.finish()
         if self._out.codec is Codec.WAV and not self._header_sent:
@@ -291,11 +312,14 @@ class LoopbackEngine:
     def _start_input(self, rate: int) -> None:
         self._in_rate = rate
         self._resampler = Resampler(rate, self._out_rate)
+        self._same_rate = rate == self._out_rate
         self._vad = _EnergyVad(rate, self._language)
 
     def _decode(self, data: bytes) -> npt.NDArray[np.int16]:
         codec = self._in.codec
         if codec is Codec.PCM16:
+            if not self._carry and type(data) is bytes and not len(data) % 2:
+                return np.frombuffer(data, dtype=_LE_INT16)  # read-only: bytes are immutable
             if self._carry:
                 data = self._carry + data
             cut = len(data) - len(data) % 2
@@ -326,26 +350,53 @@ class LoopbackEngine:
             raise self._fail(1008, f"session audio limit of {self._max_audio_s:g} s exceeded")
         self._in_samples = total
         texts = self._vad.process(samples)
-        self._append(self._resampler.process(samples))
+        if self._same_rate:
+            self._collect_int16(samples)
+        else:
+            # int16 values as float32, one column: libsoxr's layout and, its float
+            # path being linear, output in int16 units (``Resampler.process_float``).
+            column = samples.astype(np.float32).reshape(-1, 1)
+            self._collect(self._resampler.process_float(column))
+        if len(self._pending) < self._frame:
+            return [*texts] if texts else []
         return [*self._frames(final=False), *texts]
 
-    def _append(self, samples: npt.NDArray[np.int16]) -> None:
+    def _collect(self, resampled: npt.NDArray[np.float32]) -> None:
+        """Round resampled output (int16 units) straight after the samples not yet in a frame."""
+        count = len(resampled)
+        if count == 0:
+            return
+        held = self._pending
+        kept = len(held)
+        pending = np.empty(kept + count, dtype=_LE_INT16)
+        if kept:
+            pending[:kept] = held
+            round_to_int16(resampled, pending[kept:])
+        else:
+            round_to_int16(resampled, pending)
+        self._pending = pending
+
+    def _collect_int16(self, samples: npt.NDArray[np.int16]) -> None:
         if len(samples):
-            self._pending = np.concatenate((self._pending, samples))
+            self._pending = np.concatenate((self._pending, samples), dtype=_LE_INT16)
 
     def _frames(self, *, final: bool) -> list[AudioOut | TextOut]:
         pending = self._pending
-        count = len(pending) if final else len(pending) - len(pending) % self._frame
+        total = len(pending)
+        size = self._frame
+        count = total if final else total - total % size
         frames: list[AudioOut | TextOut] = []
-        for start in range(0, count, self._frame):
-            chunk = pending[start : min(start + self._frame, count)]
-            data = self._encode(chunk)
-            begin = self._out_samples
-            self._out_samples += len(chunk)
-            frames.append(
-                AudioOut(data, begin / self._out_rate, self._out_samples / self._out_rate)
-            )
-        self._pending = pending[count:]
+        rate = self._out_rate
+        begin = self._out_samples
+        for start in range(0, count, size):
+            stop = min(start + size, count)
+            end = begin + stop - start
+            frames.append(AudioOut(self._encode(pending[start:stop]), begin / rate, end / rate))
+            begin = end
+        self._out_samples = begin
+        # A copy of the rest: a view would keep the whole block alive between chunks.
+        self._pending = pending[count:].copy() if 0 < count < total else (
+            _NO_SAMPLES if count else pending)
         return frames
 
     def _encode(self, samples: npt.NDArray[np.int16]) -> bytes:
@@ -354,7 +405,7 @@ class LoopbackEngine:
             return ulaw_encode(samples)
         if codec is Codec.ALAW:
             return alaw_encode(samples)
-        data = to_pcm16(samples)
+        data = samples.tobytes()  # little-endian int16 already (``_LE_INT16``)
         if codec is Codec.WAV and not self._header_sent:
             self._header_sent = True
             return wav_header(self._out_rate) + data
